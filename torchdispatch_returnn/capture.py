@@ -1,0 +1,562 @@
+"""``returnn_capture``: run PyTorch code once and mirror every op as a RETURNN layer.
+
+On entry the capture creates its own ``tf.Graph``/``Session``, installs global module
+forward hooks (module-name stack, inputs and outputs of the outermost call) and a
+``TorchFunctionMode`` (factory functions). On exit, always, it removes them; then, if the
+block succeeded, it loads the weights, adds the ``output`` layers and checks parity.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+
+from . import handlers as _handlers  # noqa: F401  (fills the registry)
+from ._backend import Config, Dim, TFNetwork, batch_dim, ensure_returnn, tf
+from .context import OpContext, tf_dtype
+from .dims import DimRegistry, find_axis
+from .errors import CaptureError, InputSpecError, ParityError, UnsupportedOpError
+from .handlers import meta
+from .handlers.registry import lookup, target_name
+from .naming import Namer, op_short_name
+from .parity import ParityRecord, ParityReport
+from .tensor import DimInt, Ref, ReturnnTensor, SymShape, plain, wrap
+
+logger = logging.getLogger("torchdispatch_returnn")
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+_SKIP_DIRS = (_PKG_DIR, _TORCH_DIR, os.path.dirname(os.path.abspath(inspect.__file__)))
+
+#: numel up to which a plain tensor becomes a ``constant`` layer; larger ones are variables
+CONST_MAX_NUMEL = 64
+
+
+def user_location() -> str:
+    """``file:line`` of the innermost frame outside torch, the stdlib and this package."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(_SKIP_DIRS) and not fn.startswith("<frozen"):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return "<unknown>"
+
+
+class _FactoryMode(TorchFunctionMode):
+    """Routes factory functions (no tensor argument) of an active capture to it."""
+
+    def __init__(self, capture: "Capture"):
+        super().__init__()
+        self.capture = capture
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        cap = self.capture
+        if cap.active and not cap._suspended and cap.network is not None:
+            h = lookup(func)
+            if h is not None and h.factory and not any(isinstance(t, ReturnnTensor) for t in _flat(args, kwargs)):
+                return cap.dispatch(func, args, kwargs)
+        return func(*args, **kwargs)
+
+
+def _flat(args, kwargs):
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, (list, tuple)):
+            yield from a
+        else:
+            yield a
+
+
+class Capture:
+    """The object bound by ``with returnn_capture(...) as net``; see API.md."""
+
+    def __init__(self, dynamic_shapes=None, *, train: bool = False, check: bool = True,
+                 atol: float = 1e-5, rtol: float = 1e-5):
+        self._dynamic_shapes = dynamic_shapes
+        self.train = bool(train)
+        self.check = check
+        self.atol, self.rtol = atol, rtol
+        self.active = False
+        self._suspended = 0
+        self.network: TFNetwork | None = None
+        self.session = None
+        self.graph = None
+        self.dims = DimRegistry()
+        self.namer = Namer()
+        self.extern_data: dict[str, dict] = {}
+        self._inputs: dict[str, tuple[np.ndarray, tuple[Dim, ...]]] = {}
+        self._input_order: list[str] = []
+        self._outputs: list[tuple[str, Ref]] = []
+        self._explicit_outputs = False
+        self._root_outputs: list = []
+        self._module_stack: list[str] = []
+        self._module_paths: dict[int, str] = {}
+        self._module_calls: dict[str, int] = {}
+        self._param_names: dict[int, str] = {}
+        self._tensor_refs: dict[int, tuple[torch.Tensor, Ref]] = {}
+        self._var_values: list[tuple[str, np.ndarray]] = []  # layer name -> value to load
+        self._records: list[ParityRecord] = []
+        self._recorded_layers: set[str] = set()
+        self._hooks: list = []
+        self._dim_layers: dict[int, str] = {}  # id(dynamic dim) -> a layer that has it
+        self._mode: _FactoryMode | None = None
+        self.parity: ParityReport | None = None
+        self.param_map: dict[str, dict] = {}
+
+    # ------------------------------------------------------------------ context management
+    def __enter__(self) -> "Capture":
+        if self.active or self.graph is not None:
+            raise CaptureError("a returnn_capture object can be entered only once")
+        ensure_returnn()
+        self._check_spec_form()
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        mm = torch.nn.modules.module
+        self._hooks = [
+            mm.register_module_forward_pre_hook(self._pre_hook),
+            mm.register_module_forward_hook(self._post_hook, always_call=True),
+        ]
+        self._mode = _FactoryMode(self)
+        try:
+            self._mode.__enter__()
+        except BaseException:
+            self._remove_hooks()
+            raise
+        self.active = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.active = False
+        try:
+            if self._mode is not None:
+                self._mode.__exit__(None, None, None)
+        finally:
+            self._mode = None
+            self._remove_hooks()
+        if exc_type is not None:
+            self._module_stack.clear()
+            return None
+        self._finish()
+        return None
+
+    def _remove_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    # ------------------------------------------------------------------ inputs / outputs
+    def _check_spec_form(self) -> None:
+        spec = self._dynamic_shapes
+        if spec is None:
+            return
+        entries = spec.values() if isinstance(spec, dict) else spec if isinstance(spec, (list, tuple)) else None
+        if entries is None:
+            raise InputSpecError(
+                f"dynamic_shapes must be a tuple (by positional argument) or a dict (by argument name), "
+                f"got {type(spec).__name__}")
+        for e in entries:
+            if e is None:
+                continue
+            if not isinstance(e, dict):
+                raise InputSpecError(f"each dynamic_shapes entry maps axis -> dim name, got {e!r}")
+            for ax, name in e.items():
+                if not isinstance(ax, int) or isinstance(ax, bool):
+                    raise InputSpecError(f"dynamic_shapes axis must be an int, got {ax!r}")
+                if not isinstance(_dim_name(name), str):
+                    raise InputSpecError(f"dynamic_shapes dim name must be a str, got {name!r}")
+
+    def _ensure_network(self) -> None:
+        if self.network is None:
+            with self.graph.as_default():
+                self.network = TFNetwork(config=Config({"extern_data": {}}), train_flag=self.train, name="root")
+
+    def _add_input(self, t: torch.Tensor, name: str, axes: dict | None) -> ReturnnTensor:
+        if isinstance(t, ReturnnTensor):
+            return t
+        if not isinstance(t, torch.Tensor):
+            raise InputSpecError(f"input {name!r} must be a tensor, got {type(t).__name__}")
+        t = plain(t)
+        axes = {(a + t.ndim if a < 0 else a): _dim_name(n) for a, n in (axes or {}).items()}
+        for a in axes:
+            if not 0 <= a < t.ndim:
+                raise InputSpecError(f"dynamic_shapes: axis {a} out of range for input {name!r} of shape "
+                                     f"{tuple(t.shape)}")
+        if t.dtype not in (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32, torch.bool):
+            raise InputSpecError(f"input {name!r} has unsupported dtype {t.dtype}")
+        batch_axes = [a for a, n in axes.items() if n == "batch"]
+        if len(batch_axes) > 1:
+            raise InputSpecError(f"input {name!r}: more than one axis named 'batch'")
+        batch_axis = batch_axes[0] if batch_axes else (0 if t.ndim else None)
+        if batch_axis is not None and batch_axis not in axes and t.ndim:
+            pass
+        key = name if name == "data" else name
+        dims = []
+        for a in range(t.ndim):
+            if a == batch_axis:
+                dims.append(batch_dim)
+                self.dims.set_size(batch_dim, t.shape[a])
+            elif a in axes:
+                dn = axes[a]
+                existing = self._named_dims.get(dn)
+                if existing is None:
+                    existing = self._named_dims[dn] = self.dims.dynamic(dn, t.shape[a])
+                elif self.dims.size(existing) != t.shape[a]:
+                    raise InputSpecError(f"dim {dn!r} has size {self.dims.size(existing)} in one input and "
+                                         f"{t.shape[a]} in {name!r}")
+                dims.append(existing)
+            else:
+                dims.append(self.dims.static(t.shape[a], f"{key}_dim{a}"))
+        if key in self.extern_data:
+            raise InputSpecError(f"input name {key!r} used twice")
+        from returnn.tensor import Tensor
+
+        self._ensure_network()
+        opts = {"dim_tags": dims, "dtype": tf_dtype(t.dtype), "available_for_inference": True}
+        with self.graph.as_default():
+            self.network.extern_data.register_data(Tensor(name=key, auto_create_placeholders=True, **opts))
+        self.extern_data[key] = opts
+        layer = "data" if key == "data" else f"data:{key}"
+        self.namer.reserve(layer)
+        self._inputs[key] = (t.detach().cpu().numpy(), tuple(dims))
+        self._input_order.append(key)
+        ref = Ref(layer, tuple(dims), tuple(t.shape), t.dtype)
+        for x in dims:
+            if x.is_dynamic():
+                self._dim_layers.setdefault(id(x), layer)
+        return wrap(t, ref, self)
+
+    @property
+    def _named_dims(self) -> dict:
+        if not hasattr(self, "_named_dims_"):
+            self._named_dims_ = {}
+        return self._named_dims_
+
+    def input(self, tensor: torch.Tensor, name: str = "data", dynamic: dict | None = None) -> ReturnnTensor:
+        """Mark ``tensor`` as a network input (for free functions); returns the tensor to use."""
+        if not self.active:
+            raise CaptureError("net.input() can only be used inside the capture block")
+        if name != "data" and "data" not in self.extern_data:
+            raise InputSpecError("the first input must be named 'data'")
+        if dynamic is not None and not isinstance(dynamic, dict):
+            raise InputSpecError("dynamic must map axis -> dim name")
+        return self._add_input(tensor, name, dynamic)
+
+    def output(self, tensor: torch.Tensor, name: str | None = None) -> None:
+        """Mark ``tensor`` as a network output (``output``, ``output_1``, ...)."""
+        if not isinstance(tensor, ReturnnTensor) or tensor._rt_capture is not self:
+            raise CaptureError("net.output() needs a tensor computed inside this capture from its inputs")
+        if not self._explicit_outputs:
+            self._explicit_outputs = True
+            self._outputs = []
+        name = name or ("output" if not self._outputs else f"output_{len(self._outputs)}")
+        self._outputs.append((name, tensor._rt_ref))
+
+    # ------------------------------------------------------------------ module hooks
+    def _pre_hook(self, module, args):
+        if not self.active:
+            return None
+        result = None
+        if not self._module_stack:
+            if not self._module_paths:
+                self._module_paths = {id(m): n for n, m in module.named_modules(remove_duplicate=False)}
+                self._param_names.update(_tensor_names(module))
+            else:
+                for n, m in module.named_modules(remove_duplicate=False):
+                    self._module_paths.setdefault(id(m), n)
+                for i, n in _tensor_names(module).items():
+                    self._param_names.setdefault(i, n)
+            if not self.extern_data:
+                result = self._define_inputs(module, args)
+        path = self._module_paths.get(id(module))
+        if path is None:
+            parent = self._module_stack[-1] if self._module_stack else ""
+            path = Namer.join(parent, type(module).__name__.lower())
+        self._module_stack.append(path)
+        return result
+
+    def _define_inputs(self, module, args) -> tuple:
+        spec = self._dynamic_shapes
+        try:
+            params = [p for p in inspect.signature(module.forward).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            params = []
+        names = [p.name for p in params]
+        if isinstance(spec, dict):
+            for k in spec:
+                if k not in names[:len(args)]:
+                    raise InputSpecError(
+                        f"dynamic_shapes names argument {k!r}, but {type(module).__name__}.forward was called with "
+                        f"positional arguments {names[:len(args)]} (pass tensors positionally)")
+            specs = [spec.get(n) for n in names[:len(args)]] + [None] * max(0, len(args) - len(names))
+        elif spec is not None:
+            if len(spec) > len(args):
+                raise InputSpecError(f"dynamic_shapes has {len(spec)} entries but the module got {len(args)} "
+                                     "positional arguments")
+            specs = list(spec) + [None] * (len(args) - len(spec))
+        else:
+            specs = [None] * len(args)
+        new_args = []
+        first = True
+        for i, a in enumerate(args):
+            if isinstance(a, torch.Tensor) and not isinstance(a, torch.nn.Parameter):
+                name = "data" if first else (names[i] if i < len(names) else f"input{i}")
+                new_args.append(self._add_input(a, name, specs[i]))
+                first = False
+            else:
+                if specs[i] is not None:
+                    raise InputSpecError(f"dynamic_shapes entry {i} given for a non-tensor argument")
+                new_args.append(a)
+        return tuple(new_args)
+
+    def _post_hook(self, module, args, *rest):
+        output = rest[-1] if rest else None
+        if self._module_stack:
+            path = self._module_stack.pop()
+        else:
+            return None
+        if not self.active or output is None:
+            return None
+        if not self._module_stack:
+            if not self._explicit_outputs:
+                self._root_outputs = output
+            return None
+        if path and isinstance(output, ReturnnTensor) and output._rt_capture is self:
+            ref = self._named_copy(path, output._rt_ref)
+            return wrap(plain(output), ref, self)
+        return None
+
+    def _named_copy(self, path: str, ref: Ref) -> Ref:
+        """A ``copy`` layer named by a module path, so the net dict mirrors the module tree."""
+        return self.build(path, {"class": "copy", "from": ref}, ref.dims, ref.dtype, exact_name=True)
+
+    @property
+    def scope(self) -> str:
+        return self._module_stack[-1] if self._module_stack else ""
+
+    # ------------------------------------------------------------------ op dispatch
+    def dispatch(self, func, args, kwargs):
+        """Run one torch op for real and mirror it with its handler's layers."""
+        if self._suspended:
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **kwargs)
+        if func in meta.PLAIN:
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **kwargs)
+        if func in meta.SHAPE:
+            return meta.SHAPE[func](self, *args, **kwargs)
+        h = lookup(func)
+        if h is None:
+            raise UnsupportedOpError(
+                f"no handler for {target_name(func)} (module path {self.scope or '<root>'!r}, "
+                f"called at {user_location()}); register one with torchdispatch_returnn.register()")
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **kwargs)
+        ctx = OpContext(self, func, out, Namer.join(self.scope, op_short_name(func)))
+        self._suspended += 1
+        try:
+            res = h.fn(ctx, *args, **kwargs)
+        except (CaptureError, NotImplementedError):
+            raise
+        except Exception as e:
+            raise CaptureError(
+                f"handler for {target_name(func)} failed at {user_location()} (module path "
+                f"{self.scope or '<root>'!r}): {type(e).__name__}: {e}") from e
+        finally:
+            self._suspended -= 1
+        return self._wrap(func, out, res, args)
+
+    def _wrap(self, func, out, res, args):
+        if isinstance(out, torch.Tensor):
+            if not isinstance(res, Ref):
+                raise CaptureError(f"handler for {target_name(func)} returned {res!r}, expected a Ref")
+            if tuple(res.shape) != tuple(out.shape):
+                raise CaptureError(f"handler for {target_name(func)} produced shape {res.shape}, torch {tuple(out.shape)}")
+            self._record(func, res, out)
+            if any(out is a for a in args):
+                # in-place op: the same tensor object now stands for the new layer
+                out._rt_ref = res
+                out._rt_capture = self
+                return out
+            return wrap(out, res, self)
+        if isinstance(out, (tuple, list)) and isinstance(res, (tuple, list)):
+            items = [self._wrap(func, o, r, args) for o, r in zip(out, res)]
+            if hasattr(out, "_fields"):
+                return type(out)(*items)
+            try:
+                return type(out)(items)
+            except TypeError:
+                return tuple(items)
+        if out is None and isinstance(res, Ref) and args and isinstance(args[0], ReturnnTensor):
+            args[0]._rt_ref = res  # __setitem__ and friends
+            self._record(func, res, args[0])
+            return None
+        return out
+
+    def _record(self, func, ref: Ref, value: torch.Tensor) -> None:
+        if ref.name in self._recorded_layers or ref.name.startswith("data"):
+            return
+        self._recorded_layers.add(ref.name)
+        self._records.append(ParityRecord(
+            torch_op=target_name(func), module_path=self.scope, layer=ref.name, ref=ref,
+            value=plain(value).detach().clone(), location=user_location()))
+
+    # ------------------------------------------------------------------ layers
+    def build(self, name: str, d: dict, dims: tuple, dtype: torch.dtype, *, exact_name: bool = False) -> Ref:
+        """Name, add and construct one layer; check its dims; cast to the torch dtype."""
+        name = self.namer.reserve(name) if exact_name and name not in self.namer._taken else self.namer.unique(name)
+        d = _refs_to_names(d)
+        self.network.layers_desc[name] = d
+        try:
+            with self.graph.as_default():
+                layer = self.network.construct_layer(self.network.layers_desc, name)
+        except Exception as e:
+            del self.network.layers_desc[name]
+            raise CaptureError(f"RETURNN could not build layer {name!r} {d!r}: {type(e).__name__}: {e}") from e
+        out_dims = layer.output.dims
+        if len(out_dims) != len(dims) or any(_count(out_dims, x) != _count(dims, x) for x in dims):
+            raise CaptureError(f"layer {name!r} ({d.get('class')}) has dims {out_dims}, expected {dims}")
+        ref = Ref(name, tuple(dims), tuple(self.dims.size(x) for x in dims), dtype)
+        for x in dims:
+            if x.is_dynamic():
+                self._dim_layers.setdefault(id(x), name)
+        if layer.output.dtype != tf_dtype(dtype):
+            ref = self.build(name + "_cast", {"class": "cast", "from": name, "dtype": tf_dtype(dtype)}, dims, dtype)
+        return ref
+
+    def is_param(self, t: torch.Tensor) -> bool:
+        return id(t) in self._param_names or id(t) in self._tensor_refs
+
+    def tensor_ref(self, t: torch.Tensor, dims=None) -> Ref:
+        """A parameter/buffer (variable named by its state_dict key) or plain tensor (constant)."""
+        cached = self._tensor_refs.get(id(t))
+        if cached is not None and cached[0] is t and (dims is None or tuple(dims) == cached[1].dims):
+            return cached[1]
+        key = self._param_names.get(id(t))
+        if key is None:
+            ref = self.constant_ref(plain(t).detach(), tuple(dims) if dims is not None else None)
+        else:
+            ref = self._variable(key, plain(t).detach(), trainable=isinstance(t, torch.nn.Parameter))
+            self.param_map[key] = {"tf_vars": [f"{_scope_of(key)}/{key.rsplit('.', 1)[-1]}"], "layer": ref.name,
+                                   "transform": "none (same layout as torch)"}
+        self._tensor_refs[id(t)] = (t, ref)
+        return ref
+
+    def _variable(self, key: str, value: torch.Tensor, trainable: bool) -> Ref:
+        dims = tuple(self.dims.static(s, f"{key}:{i}") for i, s in enumerate(value.shape))
+        d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": trainable,
+             "name_scope": "/" + _scope_of(key), "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
+        ref = self.build(key, d, dims, value.dtype, exact_name=True)
+        self._var_values.append((ref.name, value.cpu().numpy()))
+        return ref
+
+    def zeros_ref(self, dims, dtype: torch.dtype) -> Ref:
+        """A constant of zeros (False) with the given dims, dynamic ones included."""
+        deps = sorted({self._dim_layers[id(x)] for x in dims if x.is_dynamic()})
+        d = {"class": "constant", "value": False if dtype == torch.bool else 0, "shape": list(dims),
+             "dtype": tf_dtype(dtype)}
+        if deps:
+            d["shape_deps"] = deps
+        return self.build(Namer.join(self.scope, "zeros"), d, tuple(dims), dtype)
+
+    def constant_ref(self, value: torch.Tensor, dims=None) -> Ref:
+        """A plain tensor as a ``constant`` layer (small) or non-trainable ``variable`` (large)."""
+        if dims is None:
+            dims = tuple(self.dims.static(s, f"const{i}") for i, s in enumerate(value.shape))
+        if value.numel() <= CONST_MAX_NUMEL and all(not x.is_dynamic() for x in dims):
+            arr = value.cpu().numpy()
+            v = arr.item() if arr.ndim == 0 else arr
+            d = {"class": "constant", "value": v, "shape": list(dims), "dtype": tf_dtype(value.dtype)}
+            return self.build(Namer.join(self.scope, "const"), d, tuple(dims), value.dtype)
+        if any(x.is_dynamic() for x in dims):
+            logger.warning("a plain tensor of shape %s is used along a dynamic axis; the network only works at "
+                           "this length", tuple(value.shape))
+            raise CaptureError("a plain (non-parameter) tensor is combined along a dynamic axis "
+                               f"(shape {tuple(value.shape)}) at {user_location()}; compute it from the input sizes "
+                               "instead (e.g. slice it with x.shape[1])")
+        name = self.namer.unique(Namer.join(self.scope, "const"))
+        d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": False, "param_name": "value",
+             "dtype": tf_dtype(value.dtype)}
+        ref = self.build(name, d, tuple(dims), value.dtype, exact_name=True)
+        self._var_values.append((ref.name, value.cpu().numpy()))
+        return ref
+
+    # ------------------------------------------------------------------ finishing
+    def _finish(self) -> None:
+        from .export import finish_capture
+
+        finish_capture(self)
+        if self.check and not self.parity.ok:
+            raise ParityError(self.parity.failure_message())
+
+    # convenience API (implemented in export.py) --------------------------------------------
+    @property
+    def net_dict(self) -> dict:
+        return self.network.layers_desc if self.network is not None else {}
+
+    def config_code(self) -> str:
+        from .export import config_code
+
+        return config_code(self)
+
+    def save_config(self, path: str) -> str:
+        from .export import save_config
+
+        return save_config(self, path)
+
+    def save_checkpoint(self, path: str) -> str:
+        from .export import save_checkpoint
+
+        return save_checkpoint(self, path)
+
+    def run(self, *inputs, seq_lens: dict | None = None):
+        from .export import run
+
+        return run(self, *inputs, seq_lens=seq_lens)
+
+
+def returnn_capture(dynamic_shapes=None, *, train: bool = False, check: bool = True,
+                    atol: float = 1e-5, rtol: float = 1e-5) -> Capture:
+    """Capture the PyTorch code run in the ``with`` block as a RETURNN network (see API.md)."""
+    return Capture(dynamic_shapes, train=train, check=check, atol=atol, rtol=rtol)
+
+
+def _dim_name(name) -> Any:
+    if isinstance(name, str):
+        return name
+    return getattr(name, "__name__", name)  # torch.export.Dim
+
+
+def _tensor_names(module: torch.nn.Module) -> dict[int, str]:
+    names = {}
+    for n, p in module.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), n)
+    for n, b in module.named_buffers(remove_duplicate=False):
+        names.setdefault(id(b), n)
+    return names
+
+
+def _scope_of(key: str) -> str:
+    return key.rsplit(".", 1)[0] if "." in key else "params"
+
+
+def _count(dims, x) -> int:
+    return sum(1 for d in dims if d is x or d == x)
+
+
+def _refs_to_names(obj):
+    if isinstance(obj, Ref):
+        return obj.name
+    if isinstance(obj, dict):
+        return {k: _refs_to_names(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_refs_to_names(v) for v in obj]
+    return obj

@@ -1,0 +1,145 @@
+"""RETURNN ``Dim`` bookkeeping for one capture.
+
+Every ``Dim`` a capture puts into the network is created here, either as a base dim
+(``Dim(None, name="time")``, ``Dim(80, name="data_f")``) or by arithmetic on other dims
+(``time - 1``, ``ceildiv(time, 2)``). Each one gets a Python variable name and the code that
+recreates it, so :meth:`DimRegistry.declarations` can write the dims of a config as code.
+Handlers never create ``Dim`` objects themselves: they ask the registry.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Union
+
+from ._backend import Dim, batch_dim
+
+DimOrInt = Union[Dim, int]
+
+_OPS = {
+    # kind: (RETURNN Dim method, code template)
+    "add": (lambda a, b: a + b, "{a} + {b}"),
+    "sub": (lambda a, b: a.sub_right(b), "{a}.sub_right({b})"),
+    "sub_left": (lambda a, b: a.sub_left(b), "{a}.sub_left({b})"),
+    "mul": (lambda a, b: a * b, "{a} * {b}"),
+    "floordiv": (lambda a, b: a // b, "{a} // {b}"),
+    "ceildiv": (lambda a, b: a.ceildiv_right(b), "{a}.ceildiv_right({b})"),
+}
+
+
+class DimRegistry:
+    """Creates, names and remembers the dims of one capture."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Dim, str, str]] = {}  # id(dim) -> (dim, var name, code)
+        self._order: list[int] = []
+        self._var_names: set[str] = set()
+        self._sizes: dict[int, int] = {}  # id(dim) -> size at capture time
+
+    def size(self, dim: Dim) -> int:
+        """The size of ``dim`` at capture time (static size, or the traced length)."""
+        if dim.dimension is not None:
+            return dim.dimension
+        return self._sizes[id(dim)]
+
+    def set_size(self, dim: Dim, size: int) -> None:
+        self._sizes[id(dim)] = int(size)
+
+    def _var_name(self, name: str) -> str:
+        base = re.sub(r"\W+", "_", name).strip("_").lower() or "dim"
+        if base[0].isdigit() or keyword.iskeyword(base):
+            base = "d_" + base
+        base += "_dim"
+        var, n = base, 1
+        while var in self._var_names:
+            var, n = f"{base}{n}", n + 1
+        self._var_names.add(var)
+        return var
+
+    def _add(self, dim: Dim, name: str, code: str) -> Dim:
+        if id(dim) not in self._entries and dim is not batch_dim:
+            self._entries[id(dim)] = (dim, self._var_name(name), code)
+            self._order.append(id(dim))
+        return dim
+
+    def dynamic(self, name: str, size: int) -> Dim:
+        """A new dynamic (spatial) dim, e.g. the time axis of an input; ``size``: its traced length."""
+        dim = Dim(None, name=name, kind=Dim.Types.Spatial)
+        self.set_size(dim, size)
+        return self._add(dim, name, f"Dim(None, name={name!r}, kind=Dim.Types.Spatial)")
+
+    def static(self, size: int, name: str) -> Dim:
+        """A new static dim of the given size."""
+        size = int(size)
+        dim = Dim(size, name=name, kind=Dim.Types.Feature)
+        return self._add(dim, name, f"Dim({size}, name={name!r}, kind=Dim.Types.Feature)")
+
+    def same_length_as(self, dim: Dim, name: str) -> Dim:
+        """A new dim, distinct from ``dim`` but of the same size (static) or lengths (dynamic)."""
+        if dim.is_static():
+            return self.static(dim.dimension, name)
+        return self.dynamic(name, self.size(dim))
+
+    def derive(self, kind: str, a: DimOrInt, b: DimOrInt) -> DimOrInt:
+        """``a <kind> b`` where at least one side is a Dim; the result is a (cached) RETURNN dim."""
+        if not isinstance(a, Dim) and not isinstance(b, Dim):
+            return {"add": a + b, "sub": a - b, "sub_left": a - b, "mul": a * b, "floordiv": a // b,
+                    "ceildiv": -(-a // b)}[kind]
+        if isinstance(a, Dim) and isinstance(b, int) and b == 0 and kind in ("add", "sub", "sub_left"):
+            return a
+        if isinstance(a, Dim) and isinstance(b, int) and b == 1 and kind in ("mul", "floordiv", "ceildiv"):
+            return a
+        if isinstance(a, int) and kind == "add":
+            a, b = b, a
+        if isinstance(a, Dim) and isinstance(b, int) and b < 0 and kind in ("add", "sub"):
+            kind, b = ("sub" if kind == "add" else "add"), -b
+        if (not isinstance(a, Dim) or a.is_static()) and (not isinstance(b, Dim) or b.is_static()):
+            return self.derive(kind, _int(a), _int(b))  # static arithmetic: a plain size
+        if isinstance(a, int):
+            a = self.static_value_dim(a)
+        fn, template = _OPS[kind]
+        dim = fn(a, b)
+        self.set_size(dim, self.derive(kind, self.size(a), self.size(b) if isinstance(b, Dim) else b))
+        code = template.format(a=self.code(a), b=self.code(b) if isinstance(b, Dim) else repr(b))
+        return self._add(dim, dim.description or "derived", code)
+
+    def static_value_dim(self, value: int) -> Dim:
+        """A static dim used as an operand of dim arithmetic."""
+        return self.static(value, f"c{value}")
+
+    def code(self, dim: Dim) -> str:
+        """The Python expression (a variable name) that stands for ``dim`` in a config."""
+        if dim is batch_dim or dim == batch_dim and dim.is_batch_dim():
+            return "batch_dim"
+        entry = self._entries.get(id(dim))
+        if entry is None:
+            raise KeyError(f"dim {dim} was not created by this capture")
+        return entry[1]
+
+    def knows(self, dim: Dim) -> bool:
+        return dim is batch_dim or id(dim) in self._entries
+
+    def declarations(self, used: set[int] | None = None) -> list[str]:
+        """``var = code`` lines for the dims, in creation order (dependencies first)."""
+        return [f"{self._entries[i][1]} = {self._entries[i][2]}" for i in self._order]
+
+
+def _int(x: DimOrInt) -> int:
+    return x.dimension if isinstance(x, Dim) else int(x)
+
+
+def dim_size(dim: Dim, fallback: int) -> int:
+    """The static size of ``dim``, or the capture-time size for a dynamic dim."""
+    return dim.dimension if dim.dimension is not None else fallback
+
+
+def find_axis(dims, dim: Dim) -> int:
+    """Position of ``dim`` in ``dims``: identity first, then RETURNN dim equality."""
+    for i, d in enumerate(dims):
+        if d is dim:
+            return i
+    for i, d in enumerate(dims):
+        if d == dim:
+            return i
+    raise ValueError(f"{dim} not in {dims}")

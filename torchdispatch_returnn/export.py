@@ -1,0 +1,243 @@
+"""Finishing a capture (outputs, weights, parity) and its artifacts: config code, checkpoint, run."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ._backend import BEHAVIOR_VERSION, Config, Dim, TFNetwork, ensure_returnn, tf
+from .dims import find_axis
+from .errors import CaptureError, InputSpecError
+from .parity import ParityReport, compare
+from .tensor import Ref, ReturnnTensor
+
+if TYPE_CHECKING:
+    from .capture import Capture
+
+
+def finish_capture(cap: "Capture") -> None:
+    """Add output layers, load the torch weights, run the parity check."""
+    if cap.network is None or not cap.extern_data:
+        raise CaptureError("nothing was captured: call a module (or net.input()) inside the block")
+    outs = cap._outputs if cap._explicit_outputs else _root_output_refs(cap)
+    if not outs:
+        raise CaptureError("the captured code returned no tensor computed from its inputs; use net.output()")
+    cap._outputs = []
+    for name, ref in outs:
+        d = {"class": "transpose", "from": ref.name, "perm": list(ref.dims)}
+        if name != "output":
+            d["is_output_layer"] = True
+        cap.namer.reserve(name)
+        cap.network.layers_desc[name] = d
+        with cap.graph.as_default():
+            cap.network.construct_layer(cap.network.layers_desc, name)
+        cap._outputs.append((name, ref))
+    _load_weights(cap)
+    cap.parity = ParityReport(records=cap._records, atol=cap.atol, rtol=cap.rtol)
+    if cap._records:
+        feed = _feed(cap, [cap._inputs[k][0] for k in cap._input_order])
+        fetches = [_fetch(cap, r.layer, r.ref) for r in cap._records]
+        values = cap.session.run(fetches, feed_dict=feed)
+        for rec, val in zip(cap._records, values):
+            compare(rec, val, cap.atol, cap.rtol)
+            rec.value = None if rec.ok else rec.value  # keep memory low; failures keep the torch value
+
+
+def _root_output_refs(cap) -> list[tuple[str, Ref]]:
+    out = cap._root_outputs
+    items = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
+    refs = [t._rt_ref for t in items if isinstance(t, ReturnnTensor) and t._rt_capture is cap]
+    return [("output" if i == 0 else f"output_{i}", r) for i, r in enumerate(refs)]
+
+
+def _load_weights(cap) -> None:
+    with cap.graph.as_default():
+        cap.network.initialize_params(cap.session)
+        ops, feed = [], {}
+        for name, value in cap._var_values:
+            for var in cap.network.get_layer(name).params.values():
+                ops.append(var.initializer)
+                feed[var.initializer.inputs[1]] = value
+        if ops:
+            cap.session.run(ops, feed_dict=feed)
+
+
+def _fetch(cap, layer_name: str, ref: Ref):
+    out = cap.network.get_layer(layer_name).output
+    perm = [find_axis(out.dims, d) for d in ref.dims]
+    key = (layer_name, tuple(perm))
+    cache = cap.__dict__.setdefault("_fetch_cache", {})
+    if key not in cache:
+        with cap.graph.as_default():
+            cache[key] = tf.transpose(out.placeholder, perm) if perm != list(range(len(perm))) else out.placeholder
+    return cache[key]
+
+
+def _feed(cap, arrays: list, seq_lens: dict | None = None) -> dict:
+    if len(arrays) != len(cap._input_order):
+        raise InputSpecError(f"expected {len(cap._input_order)} input(s) ({cap._input_order}), got {len(arrays)}")
+    feed = {}
+    fed_dims = {}
+    for key, arr in zip(cap._input_order, arrays):
+        data = cap.network.extern_data.data[key]
+        arr = _np(arr)
+        dims = cap._inputs[key][1]
+        if arr.ndim != len(dims):
+            raise InputSpecError(f"input {key!r} must have {len(dims)} axes, got shape {arr.shape}")
+        for ax, d in enumerate(dims):
+            if d.is_static() and arr.shape[ax] != d.dimension:
+                raise InputSpecError(f"input {key!r} axis {ax} is static with size {d.dimension}, got {arr.shape[ax]}")
+        feed[data.placeholder] = arr.astype(data.dtype, copy=False)
+        batch_ax = [i for i, d in enumerate(dims) if d.is_batch_dim()]
+        n_batch = arr.shape[batch_ax[0]] if batch_ax else 1
+        for ax, d in enumerate(dims):
+            if d.is_dynamic() and not d.is_batch_dim() and id(d) not in fed_dims:
+                lens = (seq_lens or {}).get(d.description)
+                if lens is None:
+                    lens = np.full([n_batch], arr.shape[ax], dtype=np.int32)
+                lens = np.asarray(_np(lens), dtype=np.int32)
+                if lens.shape != (n_batch,) or lens.max(initial=0) > arr.shape[ax] or lens.min(initial=1) < 0:
+                    raise InputSpecError(f"seq_lens[{d.description!r}] must be {n_batch} lengths <= {arr.shape[ax]}")
+                feed[d.dyn_size_ext.placeholder] = lens
+                fed_dims[id(d)] = lens
+    return feed
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        with torch._C.DisableTorchFunctionSubclass():
+            return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def run(cap, *inputs, seq_lens: dict | None = None):
+    """Run the live network; returns numpy arrays in torch axis order (one, or a tuple)."""
+    if cap.parity is None:
+        raise CaptureError("run() is available after the capture block has finished")
+    feed = _feed(cap, list(inputs), seq_lens)
+    fetches = [_fetch(cap, name, ref) for name, ref in cap._outputs]
+    values = cap.session.run(fetches, feed_dict=feed)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+# ---------------------------------------------------------------------------------------------- config
+def _py(obj, cap) -> str:
+    """Python source for a net-dict value."""
+    if isinstance(obj, Dim):
+        return cap.dims.code(obj)
+    if isinstance(obj, bool) or obj is None:
+        return repr(obj)
+    if isinstance(obj, int):
+        return repr(int(obj))
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return "float('nan')"
+        if math.isinf(obj):
+            return "float('inf')" if obj > 0 else "float('-inf')"
+        return repr(obj)
+    if isinstance(obj, str):
+        return repr(obj)
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{_py(k, cap)}: {_py(v, cap)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, list):
+        return "[" + ", ".join(_py(v, cap) for v in obj) + "]"
+    if isinstance(obj, tuple):
+        return "(" + ", ".join(_py(v, cap) for v in obj) + ("," if len(obj) == 1 else "") + ")"
+    if isinstance(obj, np.ndarray):
+        return f"numpy.array({_py(obj.tolist(), cap)}, dtype={str(obj.dtype)!r})"
+    if isinstance(obj, np.generic):
+        return _py(obj.item(), cap)
+    raise TypeError(f"cannot write {type(obj).__name__} {obj!r} into a config")
+
+
+def config_code(cap) -> str:
+    """A complete RETURNN config (Python) for the captured network."""
+    if cap.parity is None:
+        raise CaptureError("config_code() is available after the capture block has finished")
+    lines = [
+        "#!rnn.py",
+        "# RETURNN config written by torchdispatch_returnn",
+        "import numpy",
+        "from returnn.tensor import Dim, batch_dim",
+        "",
+        "use_tensorflow = True",
+        f"behavior_version = {BEHAVIOR_VERSION}",
+        "",
+    ]
+    lines += cap.dims.declarations()
+    lines.append("")
+    lines.append("extern_data = {")
+    for key in cap._input_order:
+        lines.append(f"    {key!r}: {_py(cap.extern_data[key], cap)},")
+    lines.append("}")
+    lines.append("")
+    lines.append("network = {")
+    for name, d in cap.network.layers_desc.items():
+        lines.append(f"    {name!r}: {_py(d, cap)},")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def save_config(cap, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(config_code(cap))
+    return os.path.abspath(path)
+
+
+def save_checkpoint(cap, path: str) -> str:
+    if cap.parity is None:
+        raise CaptureError("save_checkpoint() is available after the capture block has finished")
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with cap.graph.as_default():
+        cap.network.save_params_to_file(path, cap.session)
+    return path
+
+
+class ConfigNetwork:
+    """A fresh TFNetwork built from a written config (and optionally a checkpoint): what a RETURNN
+    user gets. ``run(*inputs, seq_lens=None)`` feeds the extern data in config order and returns the
+    ``output`` layers' values."""
+
+    def __init__(self, config: str, checkpoint: str | None = None):
+        ensure_returnn()
+        code = open(config).read() if os.path.exists(config) else config
+        cfg = Config()
+        cfg.load_file(io.StringIO(code))
+        self.config = cfg
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            self.network = TFNetwork(config=cfg, train_flag=False, name="root")
+            self.network.construct_from_dict(cfg.typed_value("network"))
+            self.network.initialize_params(self.session)
+            if checkpoint:
+                self.network.load_params_from_file(checkpoint, self.session)
+        self.input_keys = list(cfg.typed_value("extern_data").keys())
+        self.output_names = sorted([n for n in self.network.layers if n == "output" or n.startswith("output_")],
+                                   key=lambda n: (n != "output", len(n), n))
+
+    def run(self, *inputs, seq_lens: dict | None = None):
+        feed = {}
+        for key, arr in zip(self.input_keys, inputs):
+            data = self.network.extern_data.data[key]
+            arr = _np(arr)
+            feed[data.placeholder] = arr.astype(data.dtype, copy=False)
+            batch_ax = [i for i, d in enumerate(data.dims) if d.is_batch_dim()]
+            n_batch = arr.shape[batch_ax[0]] if batch_ax else 1
+            for ax, d in enumerate(data.dims):
+                if d.is_dynamic() and not d.is_batch_dim() and d.dyn_size_ext.placeholder not in feed:
+                    lens = (seq_lens or {}).get(d.description)
+                    feed[d.dyn_size_ext.placeholder] = (np.full([n_batch], arr.shape[ax], np.int32) if lens is None
+                                                        else np.asarray(_np(lens), np.int32))
+        outs = self.session.run([self.network.get_layer(n).output.placeholder for n in self.output_names], feed)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,18 @@
+"""Handlers, one module per op family; importing this package fills the registry."""
+
+from . import (  # noqa: F401
+    activation,
+    conv,
+    elementwise,
+    factory,
+    index,
+    linear,
+    meta,
+    norm,
+    pad,
+    reduce,
+    shape,
+)
+from .registry import all_handlers, handles, lookup, register, unregister
+
+__all__ = ["register", "unregister", "handles", "lookup", "all_handlers"]

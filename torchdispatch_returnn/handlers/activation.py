@@ -1,0 +1,148 @@
+"""Activations, softmax/log_softmax over any axis, GLU, dropout."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .elementwise import apply, lit
+from .registry import handles
+
+T = torch.Tensor
+
+
+@handles(torch.relu, F.relu, T.relu, T.relu_, torch.relu_, F.relu_)
+def relu(ctx, x, inplace=False):
+    """max(x, 0)."""
+    return apply(ctx, "tf.nn.relu({0})", x)
+
+
+@handles(F.relu6)
+def relu6(ctx, x, inplace=False):
+    """min(max(x, 0), 6)."""
+    return apply(ctx, "tf.nn.relu6({0})", x)
+
+
+@handles(F.gelu)
+def gelu(ctx, x, approximate="none"):
+    """GELU, exact (erf) or tanh approximation."""
+    return apply(ctx, f"tf.nn.gelu({{0}}, approximate={approximate == 'tanh'})", x)
+
+
+@handles(F.leaky_relu, F.leaky_relu_)
+def leaky_relu(ctx, x, negative_slope=0.01, inplace=False):
+    """x if x >= 0 else slope * x."""
+    return apply(ctx, f"tf.where({{0}} >= 0, {{0}}, {{0}} * {lit(negative_slope)})", x)
+
+
+@handles(F.elu, F.elu_)
+def elu(ctx, x, alpha=1.0, inplace=False):
+    """x if x > 0 else alpha * (exp(x) - 1)."""
+    return apply(ctx, f"tf.where({{0}} > 0, {{0}}, {lit(alpha)} * tf.math.expm1({{0}}))", x)
+
+
+@handles(F.silu)
+def silu(ctx, x, inplace=False):
+    """x * sigmoid(x)."""
+    return apply(ctx, "tf.nn.silu({0})", x)
+
+
+@handles(F.mish)
+def mish(ctx, x, inplace=False):
+    """x * tanh(softplus(x))."""
+    return apply(ctx, "{0} * tf.tanh(tf.nn.softplus({0}))", x)
+
+
+@handles(F.softplus)
+def softplus(ctx, x, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, linear above ``threshold``."""
+    b = lit(beta)
+    return apply(ctx, f"tf.where({{0}} * {b} > {lit(threshold)}, {{0}}, tf.nn.softplus({{0}} * {b}) / {b})", x)
+
+
+@handles(F.hardtanh, F.hardtanh_)
+def hardtanh(ctx, x, min_val=-1.0, max_val=1.0, inplace=False):
+    """clip(x, min_val, max_val)."""
+    return apply(ctx, f"tf.clip_by_value({{0}}, {lit(min_val)}, {lit(max_val)})", x)
+
+
+@handles(F.hardsigmoid)
+def hardsigmoid(ctx, x, inplace=False):
+    """relu6(x + 3) / 6."""
+    return apply(ctx, "tf.nn.relu6({0} + 3.0) / 6.0", x)
+
+
+@handles(F.hardswish)
+def hardswish(ctx, x, inplace=False):
+    """x * relu6(x + 3) / 6."""
+    return apply(ctx, "{0} * tf.nn.relu6({0} + 3.0) / 6.0", x)
+
+
+@handles(F.logsigmoid)
+def logsigmoid(ctx, x):
+    """log(sigmoid(x))."""
+    return apply(ctx, "tf.math.log_sigmoid({0})", x)
+
+
+@handles(F.softsign)
+def softsign(ctx, x):
+    """x / (1 + |x|)."""
+    return apply(ctx, "tf.nn.softsign({0})", x)
+
+
+@handles(F.glu)
+def glu(ctx, x, dim=-1):
+    """First half * sigmoid(second half) along ``dim``."""
+    r = ctx.ref(x)
+    ax = dim % r.ndim
+    half = r.shape[ax] // 2
+    a = _slice(ctx, r, ax, 0, half, "a")
+    b = _slice(ctx, r, ax, half, 2 * half, "b")
+    b = ctx.rename(b, {b.dims[ax]: a.dims[ax]})
+    return ctx.eval("source(0) * tf.sigmoid(source(1))", [a, b], a.dims)
+
+
+def _slice(ctx, r, ax, start, end, helper):
+    dims = list(r.dims)
+    dims[ax] = ctx.dims.static(end - start, f"{ctx.op_name}_{helper}")
+    return ctx.layer({"class": "slice", "from": r, "axis": r.dims[ax], "slice_start": start, "slice_end": end,
+                      "out_dim": dims[ax]}, dims, dtype=r.dtype, helper=helper)
+
+
+def _softmax(ctx, x, dim, dtype, log: bool):
+    r = ctx.ref(x)
+    if dtype is not None:
+        r = ctx.cast(r, dtype)
+    elif r.dtype != ctx.out.dtype:
+        r = ctx.cast(r, ctx.out.dtype)
+    if dim is None:
+        dim = 0 if r.ndim in (0, 1, 3) else 1  # torch's legacy implicit dim
+    axis = r.dims[dim % r.ndim]
+    if axis.is_dynamic() and not log:
+        return ctx.layer({"class": "softmax_over_spatial", "from": r, "axis": axis}, r.dims)
+    fn = "tf.nn.log_softmax" if log else "tf.nn.softmax"
+    return ctx.eval(f"{fn}(source(0), axis={{axis}})", [r], r.dims, axis=axis)
+
+
+@handles(F.softmax, torch.softmax, T.softmax, torch.special.softmax)
+def softmax(ctx, x, dim=None, _stacklevel=3, dtype=None):
+    """Softmax over ``dim`` (masked over a dynamic axis)."""
+    return _softmax(ctx, x, dim, dtype, log=False)
+
+
+@handles(F.log_softmax, torch.log_softmax, T.log_softmax, torch.special.log_softmax)
+def log_softmax(ctx, x, dim=None, _stacklevel=3, dtype=None):
+    """Log-softmax over ``dim``."""
+    return _softmax(ctx, x, dim, dtype, log=True)
+
+
+@handles(F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout, F.feature_alpha_dropout, torch.dropout)
+def dropout(ctx, x, p=0.5, training=True, inplace=False):
+    """Identity when not training; else a RETURNN dropout layer (elementwise mask)."""
+    r = ctx.ref(x)
+    if not training or p == 0:
+        return r
+    if not ctx.capture.train:
+        raise NotImplementedError("dropout with training=True in a capture with train=False: call model.eval() "
+                                  "or capture with train=True")
+    return ctx.layer({"class": "dropout", "from": r, "dropout": p, "dropout_noise_shape": {"*": None}}, r.dims)

@@ -1,0 +1,136 @@
+"""Linear algebra: matmul/@, bmm, mm, mv, F.linear, einsum (all as RETURNN ``dot``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .registry import handles
+
+T = torch.Tensor
+
+
+def dot(ctx, a, b, batch: list[tuple[int, int]], reduce: list[tuple[int, int]], out_order: list, *,
+        helper=None):
+    """``dot`` of refs ``a`` and ``b``: axis pairs in ``batch`` are shared, pairs in ``reduce``
+    summed over; all other axes are kept. ``out_order``: output axes as ("a"|"b", axis)."""
+    mapping = {}
+    for ia, ib in batch + reduce:
+        mapping[b.dims[ib]] = a.dims[ia]
+    shared = {id(b.dims[ib]) for _, ib in batch + reduce}
+    a_own = {id(a.dims[i]) for i in range(a.ndim)}
+    for i, d in enumerate(b.dims):
+        if id(d) not in shared and (id(d) in a_own or d in [a.dims[j] for j in range(a.ndim)]):
+            mapping[d] = ctx.dims.same_length_as(d, f"{d.description}_{ctx.op_name}")
+    b = ctx.rename(b, mapping)
+    dims = [a.dims[i] if side == "a" else b.dims[i] for side, i in out_order]
+    d = {"class": "dot", "from": [a, b], "reduce": [a.dims[ia] for ia, _ in reduce]}
+    return ctx.layer(d, dims, helper=helper)
+
+
+def matmul_ref(ctx, a, b, helper=None):
+    """torch.matmul semantics on refs (1-D operands and broadcast batch axes included)."""
+    if a.ndim == 1 and b.ndim == 1:
+        return dot(ctx, a, b, [], [(0, 0)], [], helper=helper)
+    if b.ndim == 1:
+        return dot(ctx, a, b, [], [(a.ndim - 1, 0)], [("a", i) for i in range(a.ndim - 1)], helper=helper)
+    if a.ndim == 1:
+        return dot(ctx, a, b, [], [(0, b.ndim - 2)],
+                   [("b", i) for i in range(b.ndim) if i != b.ndim - 2], helper=helper)
+    nb_a, nb_b = a.ndim - 2, b.ndim - 2
+    nb = max(nb_a, nb_b)
+    # squeeze size-1 broadcast batch axes (the other side's axis then stays as a kept axis)
+    batch, out = [], []
+    for k in range(nb):
+        ia = k - (nb - nb_a)
+        ib = k - (nb - nb_b)
+        sa = a.shape[ia] if ia >= 0 else None
+        sb = b.shape[ib] if ib >= 0 else None
+        if sa is not None and sb is not None and sa == sb:
+            batch.append((ia, ib))
+            out.append(("a", ia))
+        elif sa is not None and (sb is None or sb == 1):
+            out.append(("a", ia))
+        else:
+            out.append(("b", ib))
+    # drop size-1 batch axes that broadcast against a bigger one
+    drop_a = [ia for k in range(nb) if (ia := k - (nb - nb_a)) >= 0 and (ib := k - (nb - nb_b)) >= 0
+              and a.shape[ia] == 1 and b.shape[ib] != 1]
+    drop_b = [ib for k in range(nb) if (ia := k - (nb - nb_a)) >= 0 and (ib := k - (nb - nb_b)) >= 0
+              and b.shape[ib] == 1 and a.shape[ia] != 1]
+    if drop_a or drop_b:
+        raise NotImplementedError("matmul broadcasting a size-1 batch axis against a bigger one")
+    out += [("a", a.ndim - 2), ("b", b.ndim - 1)]
+    return dot(ctx, a, b, batch, [(a.ndim - 1, b.ndim - 2)], out, helper=helper)
+
+
+@handles(torch.matmul, T.matmul, T.__matmul__, torch.mm, T.mm, torch.bmm, T.bmm, torch.mv, T.mv)
+def matmul(ctx, a, b, *, out=None):
+    """Matrix product with torch.matmul broadcasting."""
+    dtype = ctx.out.dtype
+    return matmul_ref(ctx, ctx.cast(ctx.ref(a), dtype), ctx.cast(ctx.ref(b), dtype))
+
+
+@handles(T.__rmatmul__)
+def rmatmul(ctx, a, b):
+    """b @ a."""
+    return matmul_ref(ctx, ctx.ref(b), ctx.ref(a))
+
+
+@handles(F.linear)
+def linear(ctx, x, weight, bias=None):
+    """x @ weight.T + bias."""
+    r, w = ctx.ref(x), ctx.ref(weight)
+    if w.ndim == 1:
+        return matmul_ref(ctx, r, w)
+    y = dot(ctx, r, w, [], [(r.ndim - 1, 1)], [("a", i) for i in range(r.ndim - 1)] + [("b", 0)],
+            helper="dot" if bias is not None else None)
+    if bias is None:
+        return y
+    b = ctx.ref(bias)
+    b = ctx.rename(b, {b.dims[0]: y.dims[-1]})
+    return ctx.eval("source(0) + source(1)", [y, b], y.dims)
+
+
+@handles(torch.einsum)
+def einsum(ctx, equation, *operands):
+    """Two-operand (or one-operand) einsum without repeated indices in one operand."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    eq = equation.replace(" ", "")
+    if "..." in eq:
+        raise NotImplementedError("einsum with '...'")
+    lhs, _, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if not _:
+        letters = sorted(set("".join(terms)))
+        rhs = "".join(c for c in letters if "".join(terms).count(c) == 1)
+    if any(len(set(t)) != len(t) for t in terms):
+        raise NotImplementedError("einsum with a repeated index in one operand")
+    from .reduce import reduce_ref
+
+    refs = [ctx.cast(ctx.ref(o), ctx.out.dtype) for o in operands]
+    if len(refs) == 1:
+        (t,), r = terms, refs[0]
+        red = reduce_ref(ctx, r, "sum", [i for i, c in enumerate(t) if c not in rhs], False,
+                         helper="sum" if len(rhs) else None)
+        kept = [c for c in t if c in rhs]
+        return ctx.transpose_to(red, [red.dims[kept.index(c)] for c in rhs])
+    if len(refs) != 2:
+        raise NotImplementedError("einsum with more than two operands")
+    (ta, tb), (a, b) = terms, refs
+    # sum out letters that appear in only one operand and not in the output
+    for side in (0, 1):
+        t, r, other = (ta, a, tb) if side == 0 else (tb, b, ta)
+        gone = [i for i, c in enumerate(t) if c not in rhs and c not in other]
+        if gone:
+            r = reduce_ref(ctx, r, "sum", gone, False, helper=f"sum{side}")
+            t = "".join(c for i, c in enumerate(t) if i not in gone)
+            if side == 0:
+                ta, a = t, r
+            else:
+                tb, b = t, r
+    batch = [(ta.index(c), tb.index(c)) for c in ta if c in tb and c in rhs]
+    reduce = [(ta.index(c), tb.index(c)) for c in ta if c in tb and c not in rhs]
+    out = [("a", ta.index(c)) if c in ta else ("b", tb.index(c)) for c in rhs]
+    return dot(ctx, a, b, batch, reduce, out)

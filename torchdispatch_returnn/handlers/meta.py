@@ -1,0 +1,62 @@
+"""Metadata queries: they run in plain torch and build no layer.
+
+``shape``/``size`` return :class:`SymShape`/:class:`DimInt` so that sizes of dynamic axes
+keep their RETURNN dims when they flow into later ops.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..tensor import DimInt, SymShape
+
+T = torch.Tensor
+
+_PLAIN_NAMES = [
+    "dim", "ndimension", "numel", "nelement", "element_size", "is_contiguous", "is_floating_point",
+    "is_complex", "is_signed", "data_ptr", "storage_offset", "stride", "get_device", "__len__", "__repr__",
+    "__format__", "__str__", "__hash__", "__bool__", "__int__", "__float__", "__index__", "item", "tolist",
+    "numpy", "__array__", "__reduce_ex__", "__deepcopy__", "_is_view", "is_set_to", "has_names", "__dir__",
+    "__sizeof__", "is_inference", "untyped_storage", "storage", "is_nonzero", "__contains__", "type",
+]
+_PLAIN_PROPS = [
+    "ndim", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "grad", "layout", "is_cuda", "is_cpu",
+    "is_sparse", "is_quantized", "is_meta", "is_mps", "is_nested", "names", "_version", "itemsize", "nbytes",
+    "output_nr", "_base", "is_mkldnn", "is_xla", "is_xpu", "is_ipu", "is_vulkan", "is_mtia", "is_maia",
+]
+
+PLAIN: set = set()
+for _n in _PLAIN_NAMES:
+    if hasattr(T, _n):
+        PLAIN.add(getattr(T, _n))
+for _n in _PLAIN_PROPS:
+    _p = T.__dict__.get(_n) or getattr(torch._C.TensorBase, _n, None)
+    if _p is not None and hasattr(_p, "__get__"):
+        PLAIN.add(_p.__get__)
+PLAIN.update({torch.is_tensor, torch.is_floating_point, torch.numel, torch.is_complex, torch.Tensor.__setstate__})
+PLAIN.discard(None)
+
+
+def sym_shape(capture, x) -> SymShape:
+    """``x.shape`` with DimInt entries for dynamic axes (and the batch axis)."""
+    ref = x._rt_ref
+    sizes = []
+    for d, s in zip(ref.dims, ref.shape):
+        sizes.append(DimInt(s, d, capture) if d.dimension is None else int(s))
+    return SymShape(sizes)
+
+
+def _shape(capture, x):
+    return sym_shape(capture, x)
+
+
+def _size(capture, x, dim=None):
+    shape = sym_shape(capture, x)
+    if dim is None:
+        return shape
+    if not isinstance(dim, int):
+        raise TypeError(f"size() dim must be an int, got {dim!r}")
+    return shape[dim]
+
+
+SHAPE = {T.shape.__get__: _shape, T.size: _size}

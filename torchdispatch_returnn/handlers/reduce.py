@@ -1,0 +1,136 @@
+"""Reductions: sum, mean, prod, max/min (values and indices), amax/amin, argmax/argmin,
+logsumexp, var/std, with ``dim`` tuples and ``keepdim``."""
+
+from __future__ import annotations
+
+import torch
+
+from .registry import handles
+
+T = torch.Tensor
+
+
+def _axes(r, dim) -> list[int]:
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+        return list(range(r.ndim))
+    if isinstance(dim, int):
+        dim = [dim]
+    return sorted({int(d) % max(r.ndim, 1) for d in dim})
+
+
+def reduce_ref(ctx, r, mode: str, axes: list[int], keepdim: bool, *, dtype=None, helper=None):
+    """One ``reduce`` layer over the torch axes ``axes`` (then size-1 axes back if ``keepdim``)."""
+    if not axes:
+        return r
+    dims = [d for i, d in enumerate(r.dims) if i not in axes]
+    red = ctx.layer({"class": "reduce", "from": r, "mode": mode, "axes": [r.dims[i] for i in axes]}, dims,
+                    dtype=dtype, helper=helper if not keepdim else (helper or "reduce"))
+    if keepdim:
+        for i in axes:
+            red = ctx.unsqueeze(red, i)
+    return red
+
+
+def _reduce(mode: str):
+    def h(ctx, x, dim=None, keepdim=False, *, dtype=None, out=None):
+        r = ctx.ref(x)
+        if dtype is not None or (mode in ("sum", "prod") and r.dtype == torch.bool):
+            r = ctx.cast(r, ctx.out.dtype)
+        return reduce_ref(ctx, r, mode, _axes(r, dim), keepdim)
+    return h
+
+
+handles(torch.sum, T.sum)(_reduce("sum"))
+handles(torch.mean, T.mean)(_reduce("mean"))
+handles(torch.amax, T.amax)(_reduce("max"))
+handles(torch.amin, T.amin)(_reduce("min"))
+handles(torch.logsumexp, T.logsumexp, torch.special.logsumexp)(_reduce("logsumexp"))
+
+
+@handles(torch.prod, T.prod)
+def prod(ctx, x, dim=None, keepdim=False, *, dtype=None):
+    """Product over ``dim``: exp(sum(log|x|)) times the sign from the count of negative factors."""
+    r = ctx.cast(ctx.ref(x), ctx.out.dtype)
+    if not r.dtype.is_floating_point:
+        raise NotImplementedError("prod of an integer tensor")
+    axes = _axes(r, dim)
+    parts = ctx.eval("tf.math.log(tf.abs(source(0)))", [r], r.dims, helper="logabs")
+    neg = ctx.eval("tf.cast(source(0) < 0, source(0).dtype)", [r], r.dims, helper="neg")
+    logsum = reduce_ref(ctx, parts, "sum", axes, False, helper="logsum")
+    negsum = reduce_ref(ctx, neg, "sum", axes, False, helper="negsum")
+    res = ctx.eval("tf.exp(source(0)) * (1.0 - 2.0 * tf.math.floormod(source(1), 2.0))", [logsum, negsum],
+                   logsum.dims, helper="prod" if keepdim else None)
+    for i in axes if keepdim else ():
+        res = ctx.unsqueeze(res, i)
+    return res
+
+
+def _arg(mode):
+    def h(ctx, x, dim=None, keepdim=False):
+        r = ctx.ref(x)
+        if dim is None:
+            raise NotImplementedError(f"{mode} over all axes (a flat index) is not supported; give dim")
+        return reduce_ref(ctx, r, mode, _axes(r, dim), keepdim)
+    return h
+
+
+handles(torch.argmax, T.argmax)(_arg("argmax"))
+handles(torch.argmin, T.argmin)(_arg("argmin"))
+
+
+def _maxmin(mode: str):
+    def h(ctx, x, dim=None, keepdim=False, *, out=None):
+        r = ctx.ref(x)
+        if dim is None:
+            return reduce_ref(ctx, r, mode, _axes(r, None), False)
+        if not isinstance(dim, int):  # torch.max(a, b): elementwise
+            from .elementwise import apply
+
+            return apply(ctx, f"tf.{'maximum' if mode == 'max' else 'minimum'}({{0}}, {{1}})", x, dim)
+        axes = _axes(r, dim)
+        values = reduce_ref(ctx, r, mode, axes, keepdim, dtype=r.dtype, helper="values")
+        indices = reduce_ref(ctx, r, "arg" + mode, axes, keepdim, dtype=torch.int64, helper="indices")
+        return values, indices
+    return h
+
+
+handles(torch.max, T.max)(_maxmin("max"))
+handles(torch.min, T.min)(_maxmin("min"))
+
+
+def _var(ctx, x, dim, correction, keepdim, sqrt: bool):
+    r = ctx.ref(x)
+    axes = _axes(r, dim)
+    mean = reduce_ref(ctx, r, "mean", axes, False, helper="mean")
+    sq = ctx.eval("tf.square(source(0) - source(1))", [r, mean], r.dims, helper="sq")
+    n = 1
+    for i in axes:
+        n *= r.shape[i]
+    if any(r.dims[i].is_dynamic() for i in axes) and correction:
+        raise NotImplementedError("var/std with a correction over a dynamic axis")
+    factor = n / max(n - correction, 0) if n - correction > 0 else float("nan")
+    var = reduce_ref(ctx, sq, "mean", axes, keepdim, helper="var")
+    expr = f"tf.sqrt(source(0) * {factor!r})" if sqrt else f"source(0) * {factor!r}"
+    return ctx.eval(expr, [var], var.dims)
+
+
+def _correction(unbiased, correction):
+    if correction is not None:
+        return correction
+    return 1 if unbiased in (None, True) else 0
+
+
+@handles(torch.var, T.var)
+def var(ctx, x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Variance (Bessel-corrected by default, as torch)."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    return _var(ctx, x, dim, _correction(unbiased, correction), keepdim, sqrt=False)
+
+
+@handles(torch.std, T.std)
+def std(ctx, x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Standard deviation (Bessel-corrected by default, as torch)."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    return _var(ctx, x, dim, _correction(unbiased, correction), keepdim, sqrt=True)

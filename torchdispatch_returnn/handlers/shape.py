@@ -1,0 +1,389 @@
+"""Shape ops: view/reshape/flatten/unflatten, transpose/permute/movedim/t (meta only),
+unsqueeze/squeeze, expand, contiguous, chunk/split, cat/stack, flip."""
+
+from __future__ import annotations
+
+import torch
+
+from ..tensor import DimInt
+from .registry import handles
+
+T = torch.Tensor
+
+
+def _sizes(args) -> list:
+    if len(args) == 1 and isinstance(args[0], (list, tuple, torch.Size)):
+        return list(args[0])
+    return list(args)
+
+
+def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
+    """Reshape ``r`` to ``out_shape``; ``sizes`` (the user's arguments) may carry dims (DimInt)."""
+    hints = [s.dim if isinstance(s, DimInt) else None for s in sizes] if len(sizes) == len(out_shape) else \
+        [None] * len(out_shape)
+    # 1. drop static size-1 input axes
+    for ax in reversed(range(r.ndim)):
+        if r.shape[ax] == 1 and not r.dims[ax].is_dynamic() and not r.dims[ax].is_batch_dim():
+            r = ctx.squeeze(r, ax)
+    out_idx = [j for j, s in enumerate(out_shape) if s != 1 or (hints[j] is not None and hints[j].is_dynamic())]
+    # 2. group input and output axes by equal products
+    groups, i, j = [], 0, 0
+    while i < r.ndim or j < len(out_idx):
+        gi, gj = [i], [j]
+        if i >= r.ndim or j >= len(out_idx):
+            raise NotImplementedError(f"reshape {r.shape} -> {out_shape}")
+        pi, pj = r.shape[i], out_shape[out_idx[j]]
+        while pi != pj:
+            if pi < pj:
+                i += 1
+                gi.append(i)
+                pi *= r.shape[i]
+            else:
+                j += 1
+                gj.append(j)
+                pj *= out_shape[out_idx[j]]
+        groups.append((gi, [out_idx[k] for k in gj]))
+        i, j = i + 1, j + 1
+    # 3. merge/split each group
+    new_dims = {}
+    for gi, gj in groups:
+        in_dims = [r.dims[k] for k in gi]
+        if len(gi) == 1 and len(gj) == 1:
+            new_dims[gj[0]] = in_dims[0]
+            continue
+        if any(d.is_batch_dim() for d in in_dims):
+            raise NotImplementedError("reshape that merges or splits the batch axis")
+        if len(gi) > 1:
+            merged = hints[gj[0]] if len(gj) == 1 and hints[gj[0]] is not None else _product_dim(ctx, in_dims)
+            axes_pos = [r.dims.index(d) for d in in_dims]
+            dims = [d for k, d in enumerate(r.dims) if k not in axes_pos]
+            dims.insert(min(axes_pos), merged)
+            r = ctx.layer({"class": "merge_dims", "from": r, "axes": in_dims, "out_dim": merged}, dims,
+                          dtype=r.dtype, helper="merge")
+            src = merged
+        else:
+            src = in_dims[0]
+        if len(gj) == 1:
+            new_dims[gj[0]] = src
+            continue
+        parts = _split_dims(ctx, src, [out_shape[k] for k in gj], [hints[k] for k in gj])
+        pos = r.dims.index(src)
+        dims = list(r.dims[:pos]) + parts + list(r.dims[pos + 1:])
+        r = ctx.layer({"class": "split_dims", "from": r, "axis": src, "dims": parts}, dims, dtype=r.dtype,
+                      helper="split")
+        for k, d in zip(gj, parts):
+            new_dims[k] = d
+    # 4. new size-1 axes
+    order = []
+    for j, s in enumerate(out_shape):
+        if j not in new_dims:
+            d = ctx.dims.static(1, f"{ctx.op_name}_one")
+            r = ctx.unsqueeze(r, r.ndim, d)
+            new_dims[j] = d
+        order.append(new_dims[j])
+    return ctx.transpose_to(r, order)
+
+
+def _product_dim(ctx, dims):
+    out = dims[0]
+    for d in dims[1:]:
+        out = ctx.dims.derive("mul", out, d)
+    return out if not isinstance(out, int) else ctx.dims.static(out, f"merged")
+
+
+def _split_dims(ctx, src, sizes, hints):
+    if src.is_dynamic():
+        raise NotImplementedError("reshape that splits a dynamic axis")
+    return [h if h is not None else ctx.dims.static(s, f"{ctx.op_name}_split") for h, s in zip(hints, sizes)]
+
+
+@handles(T.view, T.reshape, torch.reshape)
+def view(ctx, x, *shape):
+    """view/reshape, keeping dynamic dims (DimInt sizes) dynamic."""
+    r = ctx.ref(x)
+    if len(shape) == 1 and isinstance(shape[0], torch.dtype):
+        raise NotImplementedError("view(dtype)")
+    return reshape_ref(ctx, r, _sizes(shape), tuple(ctx.out.shape))
+
+
+@handles(T.view_as, T.reshape_as)
+def view_as(ctx, x, other):
+    """view/reshape to ``other``'s shape and dims."""
+    o = ctx.ref(other)
+    from .meta import sym_shape
+
+    return reshape_ref(ctx, ctx.ref(x), list(sym_shape(ctx.capture, other)), tuple(o.shape))
+
+
+@handles(torch.flatten, T.flatten)
+def flatten(ctx, x, start_dim=0, end_dim=-1):
+    """Merge axes start_dim..end_dim."""
+    r = ctx.ref(x)
+    if r.ndim == 0:
+        return reshape_ref(ctx, r, [1], (1,))
+    return reshape_ref(ctx, r, [None] * len(ctx.out.shape), tuple(ctx.out.shape))
+
+
+@handles(torch.unflatten, T.unflatten)
+def unflatten(ctx, x, dim, sizes):
+    """Split axis ``dim`` into ``sizes``."""
+    r = ctx.ref(x)
+    dim %= r.ndim
+    from .meta import sym_shape
+
+    shape = sym_shape(ctx.capture, x)
+    hints = list(shape[:dim]) + list(sizes) + list(shape[dim + 1:])
+    return reshape_ref(ctx, r, hints, tuple(ctx.out.shape))
+
+
+def _meta_perm(ctx, x, perm):
+    r = ctx.ref(x)
+    return ctx.transpose_to(r, [r.dims[p % r.ndim] for p in perm])
+
+
+@handles(torch.transpose, torch.swapaxes, torch.swapdims, T.transpose, T.swapaxes, T.swapdims)
+def transpose(ctx, x, dim0, dim1):
+    """Swap two axes (meta only)."""
+    perm = list(range(x.dim()))
+    perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+    return _meta_perm(ctx, x, perm)
+
+
+@handles(torch.permute, T.permute)
+def permute(ctx, x, *dims):
+    """Reorder axes (meta only)."""
+    return _meta_perm(ctx, x, _sizes(dims))
+
+
+@handles(torch.t, T.t, T.T.__get__, T.mT.__get__, torch.adjoint, T.adjoint)
+def t(ctx, x):
+    """Transpose of a matrix / reverse axes / swap last two (meta only)."""
+    n = x.dim()
+    if ctx.func is T.T.__get__:
+        return _meta_perm(ctx, x, list(reversed(range(n))))
+    if n < 2:
+        return ctx.ref(x)
+    perm = list(range(n))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return _meta_perm(ctx, x, perm)
+
+
+@handles(torch.movedim, torch.moveaxis, T.movedim, T.moveaxis)
+def movedim(ctx, x, source, destination):
+    """Move axes (meta only)."""
+    n = x.dim()
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    src, dst = [s % n for s in src], [d % n for d in dst]
+    rest = [i for i in range(n) if i not in src]
+    perm = [None] * n
+    for s, d in zip(src, dst):
+        perm[d] = s
+    it = iter(rest)
+    perm = [p if p is not None else next(it) for p in perm]
+    return _meta_perm(ctx, x, perm)
+
+
+@handles(T.contiguous, T.clone, torch.clone, T.detach, torch.detach, T.requires_grad_, T.cpu, T.data.__get__,
+         T.detach_)
+def identity(ctx, x, *args, **kwargs):
+    """No-op for the network (same layer)."""
+    return ctx.ref(x)
+
+
+@handles(torch.unsqueeze, T.unsqueeze, T.unsqueeze_)
+def unsqueeze(ctx, x, dim):
+    """New size-1 axis."""
+    r = ctx.ref(x)
+    return ctx.unsqueeze(r, dim % (r.ndim + 1))
+
+
+@handles(torch.squeeze, T.squeeze, T.squeeze_)
+def squeeze(ctx, x, dim=None):
+    """Remove size-1 axes (all, one or a tuple)."""
+    r = ctx.ref(x)
+    if dim is None:
+        axes = [i for i, s in enumerate(r.shape) if s == 1]
+    else:
+        axes = [d % max(r.ndim, 1) for d in ([dim] if isinstance(dim, int) else dim)]
+        axes = [a for a in axes if r.shape[a] == 1]
+    for a in sorted(axes, reverse=True):
+        if r.dims[a].is_dynamic() or r.dims[a].is_batch_dim():
+            raise NotImplementedError("squeeze of a dynamic axis that happens to have size 1")
+        r = ctx.squeeze(r, a)
+    return r
+
+
+def expand_ref(ctx, r, target_dims):
+    """Broadcast ``r`` (same ndim as target after unsqueezing) to ``target_dims``."""
+    n_new = len(target_dims) - r.ndim
+    missing = []
+    keep = {}
+    for k in range(r.ndim):
+        tgt = target_dims[n_new + k]
+        if r.shape[k] == 1 and ctx.capture.dims.size(tgt) != 1:
+            missing.append(tgt)
+        else:
+            keep[r.dims[k]] = tgt
+    # squeeze the size-1 axes that get expanded, rename the kept ones
+    for k in reversed(range(r.ndim)):
+        tgt = target_dims[n_new + k]
+        if r.shape[k] == 1 and ctx.capture.dims.size(tgt) != 1:
+            r = ctx.squeeze(r, k)
+    r = ctx.rename(r, {d: t for d, t in keep.items() if d is not t})
+    missing = list(target_dims[:n_new]) + missing
+    if not missing:
+        return ctx.transpose_to(r, target_dims)
+    zeros = ctx.capture.zeros_ref(missing, r.dtype)
+    op = "tf.logical_or" if r.dtype == torch.bool else "tf.add"
+    out = ctx.eval(f"{op}(source(0), source(1))", [r, zeros], target_dims, dtype=r.dtype)
+    return out
+
+
+@handles(T.expand)
+def expand(ctx, x, *sizes):
+    """Broadcast to ``sizes`` (-1 keeps an axis); sizes that carry dims stay dynamic."""
+    r = ctx.ref(x)
+    sizes = _sizes(sizes)
+    n_new = len(sizes) - r.ndim
+    target = []
+    for k, s in enumerate(sizes):
+        if k >= n_new and (s == -1 or int(s) == r.shape[k - n_new]):
+            target.append(r.dims[k - n_new])
+        else:
+            target.append(ctx.new_dim(s, f"{ctx.op_name}_dim"))
+    return expand_ref(ctx, r, target)
+
+
+@handles(T.expand_as)
+def expand_as(ctx, x, other):
+    """Broadcast to ``other``'s shape and dims."""
+    return expand_ref(ctx, ctx.ref(x), ctx.ref(other).dims)
+
+
+def slice_ref(ctx, r, ax, start, end, step=1, helper=None):
+    """Static-bounds slice of axis ``ax`` (dims derived for dynamic axes)."""
+    d = r.dims[ax]
+    size = r.shape[ax]
+    s, e, st = slice(start, end, step).indices(size)
+    n = len(range(s, e, st))
+    if s == 0 and e == size and st == 1:
+        return r
+    if not d.is_dynamic():
+        out_dim = ctx.dims.static(n, f"{ctx.op_name}_dim")
+    else:
+        if step != 1 and not (isinstance(end, int) or end is None):
+            raise NotImplementedError("strided slice of a dynamic axis with a dynamic end")
+        out_dim = _dyn_slice_dim(ctx, d, start, end, step)
+    dims = list(r.dims)
+    dims[ax] = out_dim
+    opts = {"class": "slice", "from": r, "axis": d, "slice_start": start if start else None, "slice_end": end,
+            "out_dim": out_dim}
+    if step != 1:
+        opts["slice_step"] = step
+    return ctx.layer(opts, dims, dtype=r.dtype, helper=helper)
+
+
+def _dyn_slice_dim(ctx, d, start, end, step):
+    reg = ctx.dims
+    start = start or 0
+    if start < 0 or (end is not None and end >= 0):
+        raise NotImplementedError("slice of a dynamic axis with a negative start or a non-negative end "
+                                  "(the result would not follow the sequence length)")
+    out = d
+    if end is not None and end < 0:
+        out = reg.derive("sub", out, -end)
+    if start:
+        out = reg.derive("sub_left", out, start)
+    if step != 1:
+        out = reg.derive("ceildiv", out, step)
+    return out
+
+
+def _split_sizes(total, split_size_or_sections):
+    if isinstance(split_size_or_sections, int):
+        n = split_size_or_sections
+        return [min(n, total - i) for i in range(0, total, n)]
+    return [int(s) for s in split_size_or_sections]
+
+
+def _split_refs(ctx, x, sizes, dim):
+    r = ctx.ref(x)
+    ax = dim % r.ndim
+    if r.dims[ax].is_dynamic():
+        raise NotImplementedError("split/chunk along a dynamic axis")
+    outs, pos = [], 0
+    for k, s in enumerate(sizes):
+        outs.append(slice_ref(ctx, r, ax, pos, pos + s, helper=str(k)))
+        pos += s
+    return tuple(outs)
+
+
+@handles(torch.split, T.split, torch.split_with_sizes, T.split_with_sizes)
+def split(ctx, x, split_size_or_sections, dim=0):
+    """Split into pieces of the given size(s)."""
+    return _split_refs(ctx, x, _split_sizes(x.shape[dim], split_size_or_sections), dim)
+
+
+@handles(torch.chunk, T.chunk)
+def chunk(ctx, x, chunks, dim=0):
+    """Split into ``chunks`` pieces (torch's sizes)."""
+    return _split_refs(ctx, x, [int(o.shape[dim]) for o in ctx.out], dim)
+
+
+@handles(torch.unbind, T.unbind)
+def unbind(ctx, x, dim=0):
+    """Remove an axis, one tensor per index."""
+    r = ctx.ref(x)
+    ax = dim % r.ndim
+    return tuple(ctx.layer({"class": "gather", "from": r, "axis": r.dims[ax], "position": k},
+                           [d for i, d in enumerate(r.dims) if i != ax], dtype=r.dtype, helper=str(k))
+                 for k in range(r.shape[ax]))
+
+
+def cat_refs(ctx, refs, ax):
+    first = refs[0]
+    refs = [first] + [ctx.rename(r, {d: t for i, (d, t) in enumerate(zip(r.dims, first.dims)) if i != ax})
+                      for r in refs[1:]]
+    out_dim = refs[0].dims[ax]
+    for r in refs[1:]:
+        out_dim = ctx.dims.derive("add", out_dim, r.dims[ax])
+    if isinstance(out_dim, int):
+        out_dim = ctx.dims.static(out_dim, f"{ctx.op_name}_dim")
+    elif any(r.dims[ax].is_dynamic() for r in refs[:-1]):
+        raise NotImplementedError("cat along a dynamic axis where a part other than the last is dynamic")
+    dims = list(first.dims)
+    dims[ax] = out_dim
+    return ctx.layer({"class": "concat", "from": [(r, r.dims[ax]) for r in refs], "out_dim": out_dim}, dims)
+
+
+@handles(torch.cat, torch.concat, torch.concatenate)
+def cat(ctx, tensors, dim=0, *, out=None):
+    """Concatenate along ``dim``."""
+    tensors = [t for t in tensors if not (t.dim() == 1 and t.shape[0] == 0)]
+    refs = [ctx.cast(ctx.ref(t), ctx.out.dtype) for t in tensors]
+    if len(refs) == 1:
+        return refs[0]
+    return cat_refs(ctx, refs, dim % refs[0].ndim)
+
+
+@handles(torch.stack)
+def stack(ctx, tensors, dim=0, *, out=None):
+    """Stack along a new axis ``dim``."""
+    refs = [ctx.cast(ctx.ref(t), ctx.out.dtype) for t in tensors]
+    ax = dim % (refs[0].ndim + 1)
+    refs = [ctx.unsqueeze(r, ax) for r in refs]
+    return cat_refs(ctx, refs, ax)
+
+
+@handles(torch.flip, T.flip)
+def flip(ctx, x, *dims):
+    """Reverse the order along ``dims``."""
+    r = ctx.ref(x)
+    for k, ax in enumerate(sorted({d % r.ndim for d in _sizes(dims)})):
+        if r.dims[ax].is_dynamic():
+            raise NotImplementedError("flip along a dynamic axis")
+        last = k == len(_sizes(dims)) - 1
+        r = ctx.eval("tf.reverse(source(0), axis=[{axis}])", [r], r.dims, axis=r.dims[ax],
+                     helper=None if last else f"flip{k}")
+    return r
