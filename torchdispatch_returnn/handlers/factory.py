@@ -1,1 +1,141 @@
-"""(placeholder)"""
+"""Factories (arange, zeros, ones, full, empty, *_like, new_*, tensor, as_tensor, from_numpy)
+and casts (float, double, int, long, bool, type_as, to(dtype))."""
+
+from __future__ import annotations
+
+import torch
+
+from ..tensor import DimInt
+from .registry import handles
+
+T = torch.Tensor
+
+
+def _sizes(args) -> list:
+    if len(args) == 1 and isinstance(args[0], (list, tuple, torch.Size)):
+        return list(args[0])
+    return list(args)
+
+
+def filled(ctx, sizes, value):
+    """A tensor of ``sizes`` (dims of DimInt sizes kept) filled with ``value``."""
+    dims = [ctx.new_dim(s, f"{ctx.op_name}_dim{i}") for i, s in enumerate(sizes)]
+    dtype = ctx.out.dtype
+    v = bool(value) if dtype == torch.bool else (float(value) if dtype.is_floating_point else int(value))
+    from ..context import tf_dtype
+
+    d = {"class": "constant", "value": v, "shape": dims, "dtype": tf_dtype(dtype)}
+    deps = sorted({ctx.capture._dim_layers[id(x)] for x in dims if x.is_dynamic()})
+    if deps:
+        d["shape_deps"] = deps
+    return ctx.layer(d, dims)
+
+
+@handles(torch.zeros, torch.empty, factory=True)
+def zeros(ctx, *size, out=None, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False,
+          memory_format=None, names=None):
+    """All zeros (``empty`` too: its values are unspecified)."""
+    return filled(ctx, _sizes(size), 0)
+
+
+@handles(torch.ones, factory=True)
+def ones(ctx, *size, out=None, dtype=None, layout=None, device=None, requires_grad=False, names=None):
+    """All ones."""
+    return filled(ctx, _sizes(size), 1)
+
+
+@handles(torch.full, factory=True)
+def full(ctx, size, fill_value, *, out=None, dtype=None, layout=None, device=None, requires_grad=False,
+         names=None):
+    """All ``fill_value``."""
+    return filled(ctx, list(size), fill_value)
+
+
+@handles(torch.zeros_like, torch.empty_like)
+def zeros_like(ctx, x, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+    """Zeros with ``x``'s dims."""
+    return filled(ctx, _dim_sizes(ctx, x), 0)
+
+
+@handles(torch.ones_like)
+def ones_like(ctx, x, *, dtype=None, layout=None, device=None, requires_grad=False, memory_format=None):
+    """Ones with ``x``'s dims."""
+    return filled(ctx, _dim_sizes(ctx, x), 1)
+
+
+@handles(torch.full_like)
+def full_like(ctx, x, fill_value, *, dtype=None, layout=None, device=None, requires_grad=False,
+              memory_format=None):
+    """``fill_value`` with ``x``'s dims."""
+    return filled(ctx, _dim_sizes(ctx, x), fill_value)
+
+
+def _dim_sizes(ctx, x):
+    r = ctx.ref(x)
+    return [DimInt(s, d, ctx.capture) if d.dimension is None else d for d, s in zip(r.dims, r.shape)]
+
+
+@handles(T.new_zeros, T.new_empty)
+def new_zeros(ctx, x, *size, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False):
+    """Zeros of ``size``, ``x``'s dtype."""
+    return filled(ctx, _sizes(size), 0)
+
+
+@handles(T.new_ones)
+def new_ones(ctx, x, *size, dtype=None, layout=None, device=None, requires_grad=False, pin_memory=False):
+    """Ones of ``size``."""
+    return filled(ctx, _sizes(size), 1)
+
+
+@handles(T.new_full)
+def new_full(ctx, x, size, fill_value, *, dtype=None, layout=None, device=None, requires_grad=False,
+             pin_memory=False):
+    """``fill_value`` of ``size``."""
+    return filled(ctx, list(size), fill_value)
+
+
+@handles(torch.arange, factory=True)
+def arange(ctx, *args, out=None, dtype=None, layout=None, device=None, requires_grad=False):
+    """start, start+step, ... below end; a dynamic ``end`` (``x.shape[1]``) gives a dynamic range."""
+    start, end, step = (0, args[0], 1) if len(args) == 1 else (args[0], args[1], args[2] if len(args) > 2 else 1)
+    if isinstance(end, DimInt) and not isinstance(start, DimInt) and step == 1:
+        from .index import range_ref
+
+        r = range_ref(ctx, end.dim, helper=None if start == 0 and ctx.out.dtype == torch.int64 else "range")
+        if start == 0:
+            return ctx.cast(r, ctx.out.dtype)
+        from .elementwise import lit
+
+        return ctx.eval(f"tf.cast(source(0), {_tf(ctx.out.dtype)!r}) + {lit(start)}", [r], r.dims)
+    if any(isinstance(a, DimInt) for a in (start, end, step)):
+        raise NotImplementedError("arange with a dynamic start or step")
+    n = ctx.out.shape[0]
+    dim = ctx.dims.static(n, f"{ctx.op_name}_dim")
+    if n <= 64:
+        return ctx.const(ctx.out.detach().clone(), [dim])
+    k = ctx.layer({"class": "range", "limit": n, "out_spatial_dim": dim, "dtype": "int64"}, [dim],
+                  dtype=torch.int64, helper="k")
+    from .elementwise import lit
+
+    return ctx.eval(f"{lit(start)} + {lit(step)} * tf.cast(source(0), {_tf(ctx.out.dtype)!r})", [k], [dim])
+
+
+def _tf(dtype):
+    from ..context import tf_dtype
+
+    return tf_dtype(dtype)
+
+
+@handles(torch.tensor, torch.as_tensor, torch.from_numpy, torch.asarray, factory=True)
+def tensor(ctx, data, *args, **kwargs):
+    """A constant from Python/numpy data."""
+    return ctx.const(ctx.out.detach().clone(), [ctx.dims.static(s, f"{ctx.op_name}_dim{i}")
+                                                for i, s in enumerate(ctx.out.shape)])
+
+
+@handles(T.float, T.double, T.int, T.long, T.bool, T.half, T.short, T.char, T.byte, T.to, T.type_as, T.type)
+def cast(ctx, x, *args, **kwargs):
+    """Change the dtype (``to(device)`` and same-dtype casts build nothing)."""
+    if not isinstance(ctx.out, torch.Tensor):
+        return None
+    return ctx.cast(ctx.ref(x), ctx.out.dtype)

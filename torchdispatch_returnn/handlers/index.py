@@ -1,1 +1,130 @@
-"""(placeholder)"""
+"""Indexing: ``__getitem__`` (ints, slices with steps and negative bounds, None, ..., index
+tensors), embedding, index_select."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..tensor import DimInt
+from .registry import handles
+from .shape import slice_ref
+
+T = torch.Tensor
+
+
+def _consumes(item) -> int:
+    if item is None or item is Ellipsis:
+        return 0
+    if isinstance(item, torch.Tensor) and item.dtype == torch.bool:
+        return item.dim()
+    return 1
+
+
+def range_ref(ctx, dim, helper="range"):
+    """int64 positions 0..len-1 along ``dim`` (follows the sequence lengths for a dynamic dim)."""
+    src = ctx.capture._dim_layers.get(id(dim))
+    if src is None:
+        raise NotImplementedError(f"no layer with dim {dim} to take a range from")
+    return ctx.layer({"class": "range_in_axis", "from": src, "axis": dim, "dtype": "int64"}, [dim],
+                     dtype=torch.int64, helper=helper)
+
+
+def _gather(ctx, r, ax, position, pos_dims, helper=None):
+    dims = list(r.dims[:ax]) + list(pos_dims) + list(r.dims[ax + 1:])
+    return ctx.layer({"class": "gather", "from": r, "axis": r.dims[ax], "position": position}, dims,
+                     dtype=r.dtype, helper=helper)
+
+
+def _index_int(ctx, r, ax, i: int):
+    d = r.dims[ax]
+    if i < 0 and d.is_dynamic():
+        # the i-th frame from each sequence's own end
+        length = ctx.layer({"class": "length", "from": r, "axis": d, "dtype": "int64"}, [_batch(r)],
+                           dtype=torch.int64, helper="len")
+        pos = ctx.eval(f"source(0) - {-i}", [length], length.dims, dtype=torch.int64, helper="pos")
+        return _gather(ctx, r, ax, pos, [], helper="item")
+    return _gather(ctx, r, ax, i % r.shape[ax], [], helper="item")
+
+
+def _batch(r):
+    for d in r.dims:
+        if d.is_batch_dim():
+            return d
+    raise NotImplementedError("negative index on a dynamic axis of a tensor without batch axis")
+
+
+def _index_slice(ctx, r, ax, s: slice):
+    start, stop, step = s.start, s.stop, s.step or 1
+    d = r.dims[ax]
+    if isinstance(stop, DimInt) and (start in (None, 0)) and step == 1:
+        if stop.dim is d:
+            return r
+        if not d.is_dynamic():
+            pos = range_ref(ctx, stop.dim)
+            return _gather(ctx, r, ax, pos, [stop.dim], helper="slice")
+    if isinstance(start, DimInt) or isinstance(stop, DimInt):
+        raise NotImplementedError("slice with a dynamic bound of this form")
+    if step < 1:
+        raise ValueError("slice step must be positive")
+    return slice_ref(ctx, r, ax, start, stop, step, helper="slice")
+
+
+@handles(T.__getitem__)
+def getitem(ctx, x, idx):
+    """``x[idx]`` for ints, slices, None, Ellipsis and one integer index tensor."""
+    r = ctx.ref(x)
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    if sum(1 for it in items if it is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis")
+    if Ellipsis in [it if it is Ellipsis else None for it in items]:
+        k = next(i for i, it in enumerate(items) if it is Ellipsis)
+        n = r.ndim - sum(_consumes(it) for it in items)
+        items = items[:k] + [slice(None)] * n + items[k + 1:]
+    tensors = [it for it in items if isinstance(it, torch.Tensor) or isinstance(it, (list,))]
+    if len(tensors) > 1:
+        raise NotImplementedError("indexing with more than one index tensor")
+    ax = 0
+    for it in items:
+        if it is None:
+            r = ctx.unsqueeze(r, ax)
+            ax += 1
+        elif isinstance(it, bool):
+            raise NotImplementedError("indexing with a Python bool")
+        elif isinstance(it, int):
+            r = _index_int(ctx, r, ax, int(it))
+        elif isinstance(it, slice):
+            r = _index_slice(ctx, r, ax, it)
+            ax += 1
+        elif isinstance(it, (torch.Tensor, list)):
+            t = it if isinstance(it, torch.Tensor) else torch.tensor(it)
+            if t.dtype == torch.bool:
+                raise NotImplementedError("boolean mask indexing (data-dependent shape)")
+            pos = ctx.ref(t)
+            if any(pd in r.dims for pd in pos.dims):
+                raise NotImplementedError("index tensor sharing an axis with the indexed tensor")
+            r = _gather(ctx, r, ax, pos, pos.dims, helper="gather")
+            ax += pos.ndim
+        else:
+            raise NotImplementedError(f"index of type {type(it).__name__}")
+    return r
+
+
+@handles(F.embedding)
+def embedding(ctx, input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+              sparse=False):
+    """Rows of ``weight`` at the integer positions ``input``."""
+    if max_norm is not None:
+        raise NotImplementedError("embedding with max_norm (modifies the weight)")
+    w = ctx.ref(weight)
+    pos = ctx.ref(input)
+    return _gather(ctx, w, 0, pos, pos.dims)
+
+
+@handles(torch.index_select, T.index_select)
+def index_select(ctx, x, dim, index):
+    """Entries at ``index`` (1-D) along ``dim``."""
+    r = ctx.ref(x)
+    pos = ctx.ref(index)
+    ax = dim % r.ndim
+    return _gather(ctx, r, ax, pos, pos.dims)

@@ -17,7 +17,7 @@ _PLAIN_NAMES = [
     "is_complex", "is_signed", "data_ptr", "storage_offset", "stride", "get_device", "__len__", "__repr__",
     "__format__", "__str__", "__hash__", "__bool__", "__int__", "__float__", "__index__", "item", "tolist",
     "numpy", "__array__", "__reduce_ex__", "__deepcopy__", "_is_view", "is_set_to", "has_names", "__dir__",
-    "__sizeof__", "is_inference", "untyped_storage", "storage", "is_nonzero", "__contains__", "type",
+    "__sizeof__", "is_inference", "untyped_storage", "storage", "is_nonzero", "__contains__",
 ]
 _PLAIN_PROPS = [
     "ndim", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "grad", "layout", "is_cuda", "is_cpu",

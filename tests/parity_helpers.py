@@ -1,0 +1,130 @@
+"""``assert_parity``: the one checker behind every handler's case table.
+
+A case is captured through the public API (``returnn_capture``, parity check on), then the
+written config and checkpoint are built into a fresh TFNetwork and compared with torch at the
+captured size and at other sizes along the dynamic axes (``net.run`` too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from torchdispatch_returnn import returnn_capture
+from torchdispatch_returnn.export import ConfigNetwork
+
+
+@dataclasses.dataclass
+class Case:
+    """A module (factory) and its input shapes; ``dyn``: dynamic_shapes per input."""
+
+    name: str
+    module: Callable[[], torch.nn.Module]
+    shapes: list  # input shapes
+    dyn: tuple | None = None
+    dtypes: list | None = None  # per input: torch.float32 (default) or an int dtype with "high"
+    other_sizes: tuple = (7, 13)  # sizes tried along every dynamic axis after the capture
+    high: int = 10  # for integer inputs
+    atol: float = 1e-5
+    positive: bool = False
+
+    def __str__(self):
+        return self.name
+
+
+def make_inputs(case: Case, sizes: dict | None = None, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i, shape in enumerate(case.shapes):
+        shape = list(shape)
+        for ax, name in ((case.dyn or ())[i] if case.dyn and i < len(case.dyn) and case.dyn[i] else {}).items():
+            if sizes and name in sizes:
+                shape[ax] = sizes[name]
+        dtype = (case.dtypes or [None] * len(case.shapes))[i] or torch.float32
+        if dtype.is_floating_point:
+            t = torch.randn(*shape, generator=g, dtype=dtype)
+            if case.positive:
+                t = t.abs() + 0.1
+        elif dtype == torch.bool:
+            t = torch.rand(*shape, generator=g) > 0.5
+        else:
+            t = torch.randint(0, case.high, shape, generator=g, dtype=dtype)
+        out.append(t)
+    return out
+
+
+def _close(got, expected, atol, what):
+    got = np.asarray(got)
+    expected = expected.detach().numpy()
+    assert got.shape == expected.shape, f"{what}: shape {got.shape} != torch {expected.shape}"
+    if expected.dtype == np.bool_ or np.issubdtype(expected.dtype, np.integer):
+        np.testing.assert_array_equal(got, expected, err_msg=what)
+    else:
+        scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=atol * scale, err_msg=what)
+
+
+def _outputs(y) -> list[torch.Tensor]:
+    if isinstance(y, torch.Tensor):
+        return [y]
+    if isinstance(y, dict):
+        return [v for v in y.values() if isinstance(v, torch.Tensor)]
+    return [v for v in y if isinstance(v, torch.Tensor)]
+
+
+def assert_parity(case: Case, tmp_dir: str | None = None) -> Any:
+    """Capture ``case``, check per-op parity, export, rebuild fresh, compare at other lengths."""
+    torch.manual_seed(0)
+    model = case.module()
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    xs = make_inputs(case)
+    with torch.no_grad():
+        expected = _outputs(model(*xs))
+        with returnn_capture(dynamic_shapes=case.dyn, atol=case.atol) as net:
+            y = model(*xs)
+    assert net.parity.ok, str(net.parity)
+    assert len(net.parity) > 0
+    for got, exp in zip(_outputs(y), expected):
+        torch.testing.assert_close(got.as_subclass(torch.Tensor), exp)  # the user gets torch's own values
+    tmp = tmp_dir or tempfile.mkdtemp(prefix="tdr_")
+    cfg = net.save_config(os.path.join(tmp, "net.config"))
+    ckpt = net.save_checkpoint(os.path.join(tmp, "model"))
+    fresh = ConfigNetwork(cfg, ckpt)
+    try:
+        dyn_names = sorted({n for spec in (case.dyn or ()) if spec for n in spec.values() if n != "batch"})
+        size_sets = [None] + ([{n: s for n in dyn_names} for s in case.other_sizes] if dyn_names else [])
+        for k, sizes in enumerate(size_sets):
+            xs_k = xs if sizes is None else make_inputs(case, sizes, seed=k + 1)
+            with torch.no_grad():
+                exp_k = _outputs(model(*xs_k))
+            got_fresh = fresh.run(*xs_k)
+            got_live = net.run(*xs_k)
+            got_fresh = [got_fresh] if len(exp_k) == 1 else list(got_fresh)
+            got_live = [got_live] if len(exp_k) == 1 else list(got_live)
+            for j, e in enumerate(exp_k):
+                _close(got_fresh[j], e, case.atol, f"{case.name}: fresh config+checkpoint, sizes {sizes}, output {j}")
+                _close(got_live[j], e, case.atol, f"{case.name}: net.run, sizes {sizes}, output {j}")
+    finally:
+        fresh.close()
+    return net
+
+
+class Fn(torch.nn.Module):
+    """Wraps a function of tensors as a module (so its arguments become the network inputs)."""
+
+    def __init__(self, fn, *params, **buffers):
+        super().__init__()
+        self.fn = fn
+        for i, p in enumerate(params):
+            setattr(self, f"p{i}", torch.nn.Parameter(p))
+        for k, b in buffers.items():
+            self.register_buffer(k, b)
+
+    def forward(self, *xs):
+        return self.fn(self, *xs)
