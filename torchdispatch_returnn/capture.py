@@ -173,14 +173,44 @@ class Capture:
                 if not isinstance(_dim_name(name), str):
                     raise InputSpecError(f"dynamic_shapes dim name must be a str, got {name!r}")
 
-    def _ensure_network(self) -> None:
-        if self.network is None:
-            with self.graph.as_default():
-                self.network = TFNetwork(config=Config({"extern_data": {}}), train_flag=self.train, name="root")
+    def _add_inputs(self, items: list) -> list:
+        """Make extern data of ``(tensor, name, axes)`` items; returns the ReturnnTensors."""
+        specs = []
+        for t, name, axes in items:
+            if isinstance(t, ReturnnTensor):
+                specs.append(None)
+                continue
+            specs.append(self._input_spec(t, name, axes))
+        new = {key: opts for spec in specs if spec for key, opts in [spec[1:3]]}
+        if new:
+            from returnn.tensor import Tensor
 
-    def _add_input(self, t: torch.Tensor, name: str, axes: dict | None) -> ReturnnTensor:
-        if isinstance(t, ReturnnTensor):
-            return t
+            with self.graph.as_default():
+                if self.network is None:
+                    self.network = TFNetwork(config=Config({"extern_data": new}), train_flag=self.train, name="root")
+                else:
+                    for key, opts in new.items():
+                        self.network.extern_data.register_data(
+                            Tensor(name=key, auto_create_placeholders=True, **opts))
+        out = []
+        for (t, name, axes), spec in zip(items, specs):
+            if spec is None:
+                out.append(t)
+                continue
+            t, key, opts = spec
+            dims = tuple(opts["dim_tags"])
+            self.extern_data[key] = opts
+            layer = "data" if key == "data" else f"data:{key}"
+            self.namer.reserve(layer)
+            self._inputs[key] = (t.detach().cpu().numpy(), dims)
+            self._input_order.append(key)
+            for x in dims:
+                if x.is_dynamic():
+                    self._dim_layers.setdefault(id(x), layer)
+            out.append(wrap(t, Ref(layer, dims, tuple(t.shape), t.dtype), self))
+        return out
+
+    def _input_spec(self, t, name: str, axes: dict | None):
         if not isinstance(t, torch.Tensor):
             raise InputSpecError(f"input {name!r} must be a tensor, got {type(t).__name__}")
         t = plain(t)
@@ -195,9 +225,8 @@ class Capture:
         if len(batch_axes) > 1:
             raise InputSpecError(f"input {name!r}: more than one axis named 'batch'")
         batch_axis = batch_axes[0] if batch_axes else (0 if t.ndim else None)
-        if batch_axis is not None and batch_axis not in axes and t.ndim:
-            pass
-        key = name if name == "data" else name
+        if name in self.extern_data:
+            raise InputSpecError(f"input name {name!r} used twice")
         dims = []
         for a in range(t.ndim):
             if a == batch_axis:
@@ -213,25 +242,8 @@ class Capture:
                                          f"{t.shape[a]} in {name!r}")
                 dims.append(existing)
             else:
-                dims.append(self.dims.static(t.shape[a], f"{key}_dim{a}"))
-        if key in self.extern_data:
-            raise InputSpecError(f"input name {key!r} used twice")
-        from returnn.tensor import Tensor
-
-        self._ensure_network()
-        opts = {"dim_tags": dims, "dtype": tf_dtype(t.dtype), "available_for_inference": True}
-        with self.graph.as_default():
-            self.network.extern_data.register_data(Tensor(name=key, auto_create_placeholders=True, **opts))
-        self.extern_data[key] = opts
-        layer = "data" if key == "data" else f"data:{key}"
-        self.namer.reserve(layer)
-        self._inputs[key] = (t.detach().cpu().numpy(), tuple(dims))
-        self._input_order.append(key)
-        ref = Ref(layer, tuple(dims), tuple(t.shape), t.dtype)
-        for x in dims:
-            if x.is_dynamic():
-                self._dim_layers.setdefault(id(x), layer)
-        return wrap(t, ref, self)
+                dims.append(self.dims.static(t.shape[a], f"{name}_dim{a}"))
+        return t, name, {"dim_tags": dims, "dtype": tf_dtype(t.dtype), "available_for_inference": True}
 
     @property
     def _named_dims(self) -> dict:
@@ -247,7 +259,7 @@ class Capture:
             raise InputSpecError("the first input must be named 'data'")
         if dynamic is not None and not isinstance(dynamic, dict):
             raise InputSpecError("dynamic must map axis -> dim name")
-        return self._add_input(tensor, name, dynamic)
+        return self._add_inputs([(tensor, name, dynamic)])[0]
 
     def output(self, tensor: torch.Tensor, name: str | None = None) -> None:
         """Mark ``tensor`` as a network output (``output``, ``output_1``, ...)."""
@@ -304,17 +316,17 @@ class Capture:
             specs = list(spec) + [None] * (len(args) - len(spec))
         else:
             specs = [None] * len(args)
-        new_args = []
-        first = True
+        items, positions = [], []
         for i, a in enumerate(args):
             if isinstance(a, torch.Tensor) and not isinstance(a, torch.nn.Parameter):
-                name = "data" if first else (names[i] if i < len(names) else f"input{i}")
-                new_args.append(self._add_input(a, name, specs[i]))
-                first = False
-            else:
-                if specs[i] is not None:
-                    raise InputSpecError(f"dynamic_shapes entry {i} given for a non-tensor argument")
-                new_args.append(a)
+                name = "data" if not items else (names[i] if i < len(names) else f"input{i}")
+                items.append((a, name, specs[i]))
+                positions.append(i)
+            elif specs[i] is not None:
+                raise InputSpecError(f"dynamic_shapes entry {i} given for a non-tensor argument")
+        new_args = list(args)
+        for i, t in zip(positions, self._add_inputs(items)):
+            new_args[i] = t
         return tuple(new_args)
 
     def _post_hook(self, module, args, *rest):
@@ -363,7 +375,8 @@ class Capture:
         ctx = OpContext(self, func, out, Namer.join(self.scope, op_short_name(func)))
         self._suspended += 1
         try:
-            res = h.fn(ctx, *args, **kwargs)
+            with self.graph.as_default():
+                res = h.fn(ctx, *args, **kwargs)
         except (CaptureError, NotImplementedError):
             raise
         except Exception as e:
@@ -417,6 +430,10 @@ class Capture:
         self.network.layers_desc[name] = d
         try:
             with self.graph.as_default():
+                for x in dims:
+                    if x.is_dynamic() and not x.is_batch_dim() and (
+                            x.dyn_size_ext is None or x.dyn_size_ext.raw_tensor is None):
+                        x.complete_dyn_size()
                 layer = self.network.construct_layer(self.network.layers_desc, name)
         except Exception as e:
             del self.network.layers_desc[name]

@@ -104,6 +104,14 @@ class DimRegistry:
         code = template.format(a=self.code(a), b=self.code(b) if isinstance(b, Dim) else repr(b))
         return self._add(dim, dim.description or "derived", code)
 
+    def static_derived(self, kind: str, a: Dim, b: int) -> Dim:
+        """RETURNN's own derived dim of static arithmetic (e.g. ``in_dim // groups``, as a conv computes it)."""
+        fn, template = _OPS[kind]
+        dim = fn(a, b)
+        if id(dim) not in self._entries:
+            self._add(dim, dim.description or "derived", template.format(a=self.code(a), b=repr(b)))
+        return dim
+
     def static_value_dim(self, value: int) -> Dim:
         """A static dim used as an operand of dim arithmetic."""
         return self.static(value, f"c{value}")

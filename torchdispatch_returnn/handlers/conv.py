@@ -1,1 +1,121 @@
-"""(placeholder)"""
+"""Convolutions: F.conv1d/conv2d (stride, int/tuple/"same"/"valid" padding, dilation, groups,
+bias or not) and F.conv_transpose1d/2d, as RETURNN ``conv``/``transposed_conv`` with the torch
+weight (a variable layer) as filter. Output lengths of dynamic axes are derived dims."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .registry import handles
+
+
+def _tuple(v, n):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+
+
+def out_len_dim(ctx, dim, size, k, s, p_total, d):
+    """torch's conv output length floor((T + p_total - d(k-1) - 1)/s) + 1 as a dim."""
+    if not dim.is_dynamic():
+        return ctx.dims.static((size + p_total - d * (k - 1) - 1) // s + 1, f"{ctx.op_name}_len")
+    out = ctx.dims.derive("add", dim, p_total - d * (k - 1))
+    return ctx.dims.derive("ceildiv", out, s)
+
+
+def _bias(ctx, bias, out_dim):
+    if bias is None:
+        return None
+    b = ctx.ref(bias)
+    return ctx.rename(b, {b.dims[0]: out_dim})
+
+
+def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
+    r, w = ctx.ref(x), ctx.ref(weight)
+    if r.ndim != n + 2:
+        raise NotImplementedError(f"conv{n}d input without a batch axis")
+    if r.dtype != w.dtype:
+        raise NotImplementedError("conv with input and weight of different dtypes")
+    stride, dilation = _tuple(stride, n), _tuple(dilation, n)
+    ks = [w.shape[2 + i] for i in range(n)]
+    if isinstance(padding, str):
+        if padding == "same":
+            pads = [d * (k - 1) for k, d in zip(ks, dilation)]
+            if any(p % 2 for p in pads):
+                raise NotImplementedError("padding='same' with an asymmetric amount")
+            pads = [p // 2 for p in pads]
+        else:
+            pads = [0] * n
+    else:
+        pads = list(_tuple(padding, n))
+    spatial = list(r.dims[2:])
+    if n == 2 and any(d > 1 for d in dilation):
+        raise NotImplementedError("2-D dilated conv (RETURNN's TF conv loses static shapes; see returnn-notes)")
+    out_dim = w.dims[0]
+    in_dim = r.dims[1] if groups == 1 else ctx.dims.static_derived("floordiv", r.dims[1], groups)
+    w = ctx.rename(w, {w.dims[1]: in_dim})
+    out_spatial = [out_len_dim(ctx, spatial[i], r.shape[2 + i], ks[i], stride[i], 2 * pads[i], dilation[i])
+                   for i in range(n)]
+    d = {"class": "conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": spatial, "out_dim": out_dim,
+         "out_spatial_dims": out_spatial, "filter_size": list(w.dims[2:]), "filter": w,
+         "padding": pads if any(pads) else "valid", "strides": list(stride), "dilation_rate": list(dilation),
+         "groups": groups, "with_bias": bias is not None, "use_time_mask": True}
+    if bias is not None:
+        d["bias"] = _bias(ctx, bias, out_dim)
+    return ctx.layer(d, [r.dims[0], out_dim] + out_spatial)
+
+
+@handles(F.conv1d)
+def conv1d(ctx, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution over (B, C, T)."""
+    return conv_nd(ctx, 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+@handles(F.conv2d)
+def conv2d(ctx, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution over (B, C, H, W)."""
+    return conv_nd(ctx, 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv_transpose_nd(ctx, n, x, weight, bias, stride, padding, output_padding, groups, dilation):
+    r, w = ctx.ref(x), ctx.ref(weight)
+    stride, padding = _tuple(stride, n), _tuple(padding, n)
+    output_padding, dilation = _tuple(output_padding, n), _tuple(dilation, n)
+    if groups != 1 or any(d != 1 for d in dilation):
+        raise NotImplementedError("transposed conv with groups or dilation")
+    ks = [w.shape[2 + i] for i in range(n)]
+    if any(k < s for k, s in zip(ks, stride)):
+        raise NotImplementedError("transposed conv with kernel smaller than stride")
+    spatial = list(r.dims[2:])
+    out_dim = w.dims[1]
+    out_spatial = []
+    for i in range(n):
+        extra = ks[i] - stride[i] + output_padding[i] - 2 * padding[i]
+        if spatial[i].is_dynamic():
+            out_spatial.append(ctx.dims.derive("add", ctx.dims.derive("mul", spatial[i], stride[i]), extra))
+        else:
+            out_spatial.append(ctx.dims.static(r.shape[2 + i] * stride[i] + extra, f"{ctx.op_name}_len"))
+    # RETURNN wants the filter as [k..., out, in]; torch's is (in, out, k...)
+    filt = ctx.layer({"class": "transpose", "from": w, "perm": list(w.dims[2:]) + [w.dims[1], w.dims[0]]},
+                     w.dims, dtype=w.dtype, helper="filter")
+    d = {"class": "transposed_conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": spatial,
+         "out_dim": out_dim, "out_spatial_dims": out_spatial, "filter_size": ks, "strides": list(stride),
+         "padding": "valid", "filter": filt, "with_bias": bias is not None}
+    if any(padding):
+        d["remove_padding"] = list(padding)
+    if any(output_padding):
+        d["output_padding"] = list(output_padding)
+    if bias is not None:
+        d["bias"] = _bias(ctx, bias, out_dim)
+    return ctx.layer(d, [r.dims[0], out_dim] + out_spatial)
+
+
+@handles(F.conv_transpose1d)
+def conv_transpose1d(ctx, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """1-D transposed convolution over (B, C, T)."""
+    return conv_transpose_nd(ctx, 1, input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+@handles(F.conv_transpose2d)
+def conv_transpose2d(ctx, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """2-D transposed convolution over (B, C, H, W)."""
+    return conv_transpose_nd(ctx, 2, input, weight, bias, stride, padding, output_padding, groups, dilation)

@@ -1,1 +1,109 @@
-"""(placeholder)"""
+"""Normalisation: F.layer_norm, F.batch_norm (running statistics), F.group_norm,
+F.instance_norm (no running stats), F.normalize, as reduce + eval layers with the torch
+parameters as variables."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .elementwise import lit
+from .reduce import reduce_ref
+from .registry import handles
+
+
+def _affine(ctx, y, weight, bias, axes, helper=None):
+    """y * weight + bias, weight/bias over the torch axes ``axes`` of ``y``."""
+    srcs, expr = [y], "source(0)"
+    for t, op in ((weight, "*"), (bias, "+")):
+        if t is None:
+            continue
+        p = ctx.ref(t)
+        p = ctx.rename(p, {pd: y.dims[a] for pd, a in zip(p.dims, axes)})
+        srcs.append(p)
+        expr = f"({expr}) {op} source({len(srcs) - 1})"
+    if len(srcs) == 1:
+        return y
+    return ctx.eval(expr, srcs, y.dims, helper=helper)
+
+
+def normalize_over(ctx, r, axes, eps, helper_last: bool):
+    """(x - mean) / sqrt(var + eps) over the torch axes ``axes`` (biased variance)."""
+    mean = reduce_ref(ctx, r, "mean", axes, False, helper="mean")
+    cen = ctx.eval("source(0) - source(1)", [r, mean], r.dims, helper="centered")
+    var = reduce_ref(ctx, ctx.eval("tf.square(source(0))", [cen], r.dims, helper="sq"), "mean", axes, False,
+                     helper="var")
+    return ctx.eval(f"source(0) * tf.math.rsqrt(source(1) + {lit(eps)})", [cen, var], r.dims,
+                    helper="normed" if helper_last else None)
+
+
+@handles(F.layer_norm)
+def layer_norm(ctx, input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the last len(normalized_shape) axes, then scale and shift."""
+    r = ctx.cast(ctx.ref(input), ctx.out.dtype)
+    n = len(normalized_shape)
+    axes = list(range(r.ndim - n, r.ndim))
+    y = normalize_over(ctx, r, axes, eps, helper_last=weight is not None or bias is not None)
+    return _affine(ctx, y, weight, bias, axes)
+
+
+@handles(F.batch_norm)
+def batch_norm(ctx, input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    """Batch norm with running statistics (eval mode) over channel axis 1."""
+    if training:
+        raise NotImplementedError("batch_norm with batch statistics (training=True); call model.eval()")
+    r = ctx.ref(input)
+    c = r.dims[1]
+    srcs = [r]
+    for t in (running_mean, running_var):
+        p = ctx.ref(t)
+        srcs.append(ctx.rename(p, {p.dims[0]: c}))
+    y = ctx.eval(f"(source(0) - source(1)) * tf.math.rsqrt(source(2) + {lit(eps)})", srcs, r.dims,
+                 helper="normed" if weight is not None or bias is not None else None)
+    return _affine(ctx, y, weight, bias, [1])
+
+
+@handles(F.group_norm)
+def group_norm(ctx, input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise each group of channels over (channels in group, spatial axes)."""
+    r = ctx.ref(input)
+    c = r.dims[1]
+    g = ctx.dims.static(num_groups, f"{ctx.op_name}_groups")
+    cg = ctx.dims.static(r.shape[1] // num_groups, f"{ctx.op_name}_per_group")
+    dims = [r.dims[0], g, cg] + list(r.dims[2:])
+    split = ctx.layer({"class": "split_dims", "from": r, "axis": c, "dims": [g, cg]}, dims, dtype=r.dtype,
+                      helper="split")
+    y = normalize_over(ctx, split, list(range(2, len(dims))), eps, helper_last=True)
+    merged = ctx.layer({"class": "merge_dims", "from": y, "axes": [g, cg], "out_dim": c}, r.dims, dtype=r.dtype,
+                       helper="merge" if weight is not None or bias is not None else None)
+    return _affine(ctx, merged, weight, bias, [1])
+
+
+@handles(F.instance_norm)
+def instance_norm(ctx, input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Normalise each channel of each sequence over its spatial axes."""
+    if not use_input_stats:
+        return batch_norm(ctx, input, running_mean, running_var, weight, bias, False, momentum, eps)
+    r = ctx.ref(input)
+    y = normalize_over(ctx, r, list(range(2, r.ndim)), eps, helper_last=weight is not None or bias is not None)
+    return _affine(ctx, y, weight, bias, [1])
+
+
+@handles(F.normalize)
+def normalize(ctx, input, p=2.0, dim=1, eps=1e-12, out=None):
+    """x / max(||x||_p, eps) along ``dim``."""
+    r = ctx.ref(input)
+    ax = dim % r.ndim
+    if p == 2:
+        norm = reduce_ref(ctx, ctx.eval("tf.square(source(0))", [r], r.dims, helper="sq"), "sum", [ax], False,
+                          helper="sumsq")
+        expr = f"source(0) / tf.maximum(tf.sqrt(source(1)), {lit(eps)})"
+    elif p == 1:
+        norm = reduce_ref(ctx, ctx.eval("tf.abs(source(0))", [r], r.dims, helper="abs"), "sum", [ax], False,
+                          helper="sumabs")
+        expr = f"source(0) / tf.maximum(source(1), {lit(eps)})"
+    else:
+        raise NotImplementedError(f"F.normalize with p={p}")
+    return ctx.eval(expr, [r, norm], r.dims)
