@@ -576,4 +576,6 @@ def _refs_to_names(obj):
         return {k: _refs_to_names(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_refs_to_names(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_refs_to_names(v) for v in obj)
     return obj

@@ -24,6 +24,8 @@ def dot(ctx, a, b, batch: list[tuple[int, int]], reduce: list[tuple[int, int]], 
             mapping[d] = ctx.dims.same_length_as(d, f"{d.description}_{ctx.op_name}")
     b = ctx.rename(b, mapping)
     dims = [a.dims[i] if side == "a" else b.dims[i] for side, i in out_order]
+    if not reduce:
+        return ctx.eval("source(0) * source(1)", [a, b], dims, helper=helper)
     d = {"class": "dot", "from": [a, b], "reduce": [a.dims[ia] for ia, _ in reduce]}
     return ctx.layer(d, dims, helper=helper)
 
@@ -39,29 +41,41 @@ def matmul_ref(ctx, a, b, helper=None):
                    [("b", i) for i in range(b.ndim) if i != b.ndim - 2], helper=helper)
     nb_a, nb_b = a.ndim - 2, b.ndim - 2
     nb = max(nb_a, nb_b)
-    # squeeze size-1 broadcast batch axes (the other side's axis then stays as a kept axis)
-    batch, out = [], []
+    batch, out, sq_a, sq_b = [], [], [], []
     for k in range(nb):
-        ia = k - (nb - nb_a)
-        ib = k - (nb - nb_b)
-        sa = a.shape[ia] if ia >= 0 else None
-        sb = b.shape[ib] if ib >= 0 else None
-        if sa is not None and sb is not None and sa == sb:
-            batch.append((ia, ib))
-            out.append(("a", ia))
-        elif sa is not None and (sb is None or sb == 1):
-            out.append(("a", ia))
+        ia, ib = k - (nb - nb_a), k - (nb - nb_b)
+        if ia >= 0 and ib >= 0:
+            if a.shape[ia] == b.shape[ib]:
+                batch.append((ia, ib))
+                out.append(("a", ia))
+            elif a.shape[ia] == 1:  # broadcast: a's size-1 axis goes, b's axis is kept
+                sq_a.append(ia)
+                out.append(("b", ib))
+            else:
+                sq_b.append(ib)
+                out.append(("a", ia))
         else:
-            out.append(("b", ib))
-    # drop size-1 batch axes that broadcast against a bigger one
-    drop_a = [ia for k in range(nb) if (ia := k - (nb - nb_a)) >= 0 and (ib := k - (nb - nb_b)) >= 0
-              and a.shape[ia] == 1 and b.shape[ib] != 1]
-    drop_b = [ib for k in range(nb) if (ia := k - (nb - nb_a)) >= 0 and (ib := k - (nb - nb_b)) >= 0
-              and b.shape[ib] == 1 and a.shape[ia] != 1]
-    if drop_a or drop_b:
-        raise NotImplementedError("matmul broadcasting a size-1 batch axis against a bigger one")
+            out.append(("a", ia) if ia >= 0 else ("b", ib))
     out += [("a", a.ndim - 2), ("b", b.ndim - 1)]
-    return dot(ctx, a, b, batch, [(a.ndim - 1, b.ndim - 2)], out, helper=helper)
+    reduce = [(a.ndim - 1, b.ndim - 2)]
+    a, map_a = _squeeze_axes(ctx, a, sq_a)
+    b, map_b = _squeeze_axes(ctx, b, sq_b)
+    batch = [(map_a[i], map_b[j]) for i, j in batch]
+    reduce = [(map_a[i], map_b[j]) for i, j in reduce]
+    out = [(side, (map_a if side == "a" else map_b)[i]) for side, i in out]
+    return dot(ctx, a, b, batch, reduce, out, helper=helper)
+
+
+def _squeeze_axes(ctx, r, axes):
+    """Squeeze ``axes``; returns the ref and old axis -> new axis for the remaining ones."""
+    for ax in sorted(axes, reverse=True):
+        r = ctx.squeeze(r, ax)
+    mapping, j = {}, 0
+    for i in range(r.ndim + len(axes)):
+        if i not in axes:
+            mapping[i] = j
+            j += 1
+    return r, mapping
 
 
 @handles(torch.matmul, T.matmul, T.__matmul__, torch.mm, T.mm, torch.bmm, T.bmm, torch.mv, T.mv)

@@ -271,6 +271,7 @@ def slice_ref(ctx, r, ax, start, end, step=1, helper=None):
         return r
     if not d.is_dynamic():
         out_dim = ctx.dims.static(n, f"{ctx.op_name}_dim")
+        start, end = s, (e if e < size or st != 1 else None)
     else:
         if step != 1 and not (isinstance(end, int) or end is None):
             raise NotImplementedError("strided slice of a dynamic axis with a dynamic end")
