@@ -61,9 +61,14 @@ class _FactoryMode(TorchFunctionMode):
         kwargs = kwargs or {}
         cap = self.capture
         if cap.active and not cap._suspended and cap.network is not None:
-            h = lookup(func)
-            if h is not None and h.factory and not any(isinstance(t, ReturnnTensor) for t in _flat(args, kwargs)):
-                return cap.dispatch(func, args, kwargs)
+            flat = list(_flat(args, kwargs))
+            if not any(isinstance(t, ReturnnTensor) for t in flat):
+                h = lookup(func)
+                # factories, and ops on parameters/buffers or with dynamic sizes (``self.pe[:x.size(1)]``)
+                if h is not None and (h.factory or any(
+                        isinstance(t, DimInt) and t.capture is cap or isinstance(t, torch.Tensor) and cap.is_param(t)
+                        for t in flat)):
+                    return cap.dispatch(func, args, kwargs)
         return func(*args, **kwargs)
 
 

@@ -101,7 +101,10 @@ def arange(ctx, *args, out=None, dtype=None, layout=None, device=None, requires_
     if isinstance(end, DimInt) and not isinstance(start, DimInt) and step == 1:
         from .index import range_ref
 
-        r = range_ref(ctx, end.dim, helper=None if start == 0 and ctx.out.dtype == torch.int64 else "range")
+        n = end - start  # a DimInt whose dim is end's dim shifted (T+1 - 1 -> T)
+        if not isinstance(n, DimInt):
+            raise NotImplementedError("arange whose length is not a dynamic dim")
+        r = range_ref(ctx, n.dim, helper=None if start == 0 and ctx.out.dtype == torch.int64 else "range")
         if start == 0:
             return ctx.cast(r, ctx.out.dtype)
         from .elementwise import lit
