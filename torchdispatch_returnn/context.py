@@ -113,7 +113,7 @@ class OpContext:
         dim = dim if dim is not None else self.dims.static(1, f"{self.op_name}_one")
         dims = list(r.dims)
         dims.insert(axis, dim)
-        return self.layer({"class": "expand_dims", "from": r, "axis": "F", "dim": dim}, dims, dtype=r.dtype,
+        return self.layer({"class": "expand_dims", "from": r, "axis": "T", "dim": dim}, dims, dtype=r.dtype,
                           helper="unsqueeze")
 
     def rename(self, r: Ref, mapping: dict) -> Ref:

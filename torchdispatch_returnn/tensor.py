@@ -54,7 +54,8 @@ class DimInt(int):
     def _derive(self, kind: str, a, b) -> "DimInt | int":
         da = a.dim if isinstance(a, DimInt) else int(a)
         db = b.dim if isinstance(b, DimInt) else int(b)
-        dim = self.capture.dims.derive(kind, da, db)
+        with self.capture.graph.as_default():  # RETURNN may build length tensors for the new dim
+            dim = self.capture.dims.derive(kind, da, db)
         return DimInt(self.capture.dims.size(dim), dim, self.capture) if isinstance(dim, Dim) else dim
 
     def __add__(self, other):
