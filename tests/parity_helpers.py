@@ -85,9 +85,9 @@ def assert_parity(case: Case, tmp_dir: str | None = None) -> Any:
         model.eval()
     xs = make_inputs(case)
     with torch.no_grad():
-        expected = _outputs(model(*xs))
+        expected = _outputs(model(*[x.clone() for x in xs]))
         with returnn_capture(dynamic_shapes=case.dyn, atol=case.atol) as net:
-            y = model(*xs)
+            y = model(*[x.clone() for x in xs])
     assert net.parity.ok, str(net.parity)
     assert len(net.parity) > 0
     for got, exp in zip(_outputs(y), expected):
@@ -102,7 +102,7 @@ def assert_parity(case: Case, tmp_dir: str | None = None) -> Any:
         for k, sizes in enumerate(size_sets):
             xs_k = xs if sizes is None else make_inputs(case, sizes, seed=k + 1)
             with torch.no_grad():
-                exp_k = _outputs(model(*xs_k))
+                exp_k = _outputs(model(*[x.clone() for x in xs_k]))
             got_fresh = fresh.run(*xs_k)
             got_live = net.run(*xs_k)
             got_fresh = [got_fresh] if len(exp_k) == 1 else list(got_fresh)

@@ -207,7 +207,7 @@ class Capture:
             self.extern_data[key] = opts
             layer = "data" if key == "data" else f"data:{key}"
             self.namer.reserve(layer)
-            self._inputs[key] = (t.detach().cpu().numpy(), dims)
+            self._inputs[key] = (t.detach().cpu().numpy().copy(), dims)
             self._input_order.append(key)
             for x in dims:
                 if x.is_dynamic():

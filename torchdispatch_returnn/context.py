@@ -121,6 +121,11 @@ class OpContext:
         mapping = {o: n for o, n in mapping.items() if o is not n}
         if not mapping:
             return r
+        targets = set(map(id, mapping.values()))
+        first = {o: n for o, n in mapping.items() if id(o) in targets}
+        if first and len(first) < len(mapping):  # move dims away before others take their place
+            r = self.rename(r, first)
+            return self.rename(r, {o: n for o, n in mapping.items() if id(o) not in targets})
         dims = [mapping.get(d, d) for d in r.dims]
         return self.layer({"class": "reinterpret_data", "from": r, "set_dim_tags": mapping}, dims, dtype=r.dtype,
                           helper="rename")

@@ -1,0 +1,170 @@
+"""Errors and hygiene: messages with locations, no torch state left behind."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from torchdispatch_returnn import (CaptureError, InputSpecError, ParityError, UnsupportedOpError, register,
+                                   returnn_capture, unregister)
+from torchdispatch_returnn.tensor import ReturnnTensor
+
+
+def _torch_state_clean():
+    mm = torch.nn.modules.module
+    assert not mm._global_forward_hooks and not mm._global_forward_pre_hooks
+    assert torch._C._len_torch_function_stack() == 0
+    y = torch.ones(2) + 1
+    assert type(y) is torch.Tensor
+
+
+class Zeta(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Sequential(nn.Linear(3, 3))
+
+    def forward(self, x):
+        return torch.special.zeta(self.inner(x).abs() + 2, 2.0)  # ZETA_LINE
+
+
+def test_unsupported_op_names_function_module_and_line():
+    x = torch.randn(2, 4, 3)
+    with pytest.raises(UnsupportedOpError) as ei:
+        with returnn_capture(dynamic_shapes=({1: "time"},)):
+            Zeta()(x)
+    msg = str(ei.value)
+    line = next(i for i, text in enumerate(open(__file__).read().splitlines(), 1) if "# ZETA_LINE" in text)
+    assert "torch.special.zeta" in msg
+    assert f"{__file__}:{line}" in msg
+    assert isinstance(ei.value, NotImplementedError) and isinstance(ei.value, CaptureError)
+    _torch_state_clean()
+
+
+def test_unsupported_op_inside_submodule_names_module_path():
+    class Inner(nn.Module):
+        def forward(self, x):
+            return torch.special.zeta(x.abs() + 2, 2.0)
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.ModuleList([Inner()])
+
+        def forward(self, x):
+            return self.enc[0](x)
+
+    with pytest.raises(UnsupportedOpError, match=r"module path 'enc\.0'"):
+        with returnn_capture():
+            Outer()(torch.randn(2, 3))
+    _torch_state_clean()
+
+
+@pytest.mark.parametrize("spec, match", [
+    (({5: "time"},), "out of range"),
+    (({"1": "time"},), "axis must be an int"),
+    ("time", "tuple"),
+    ({"nonexistent": {1: "time"}}, "nonexistent"),
+    (({1: "time"}, {1: "time"}), "2 entries"),
+    (({0: "batch", 1: "batch"},), "more than one axis named 'batch'"),
+])
+def test_bad_dynamic_shapes(spec, match):
+    with pytest.raises(InputSpecError, match=match):
+        with returnn_capture(dynamic_shapes=spec):
+            nn.Linear(3, 3)(torch.randn(2, 4, 3))
+    _torch_state_clean()
+
+
+def test_input_spec_error_is_value_error():
+    assert issubclass(InputSpecError, ValueError)
+
+
+def test_run_with_wrong_static_size():
+    with returnn_capture(dynamic_shapes=({1: "time"},)) as net:
+        nn.Linear(3, 3)(torch.randn(2, 4, 3))
+    with pytest.raises(InputSpecError, match="static"):
+        net.run(torch.randn(2, 4, 5))
+
+
+def test_parity_error_names_op_layer_and_line():
+    def bad(ctx, x):  # a deliberately wrong handler: cos instead of sinc
+        r = ctx.ref(x)
+        return ctx.eval("tf.cos(source(0))", [r], r.dims)
+
+    register(torch.sinc, bad)
+    try:
+        class M(nn.Module):
+            def forward(self, x):
+                return torch.sinc(x) * 2
+
+        with pytest.raises(ParityError) as ei:
+            with returnn_capture(dynamic_shapes=({1: "time"},)):
+                M()(torch.randn(2, 5, 3))
+        assert "torch.sinc" in str(ei.value) and "'sinc'" in str(ei.value) and __file__ in str(ei.value)
+        assert isinstance(ei.value, AssertionError)
+        _torch_state_clean()
+        with returnn_capture(dynamic_shapes=({1: "time"},), check=False) as net:
+            M()(torch.randn(2, 5, 3))
+        assert not net.parity.ok
+        assert [r.layer for r in net.parity.failures] == ["sinc", "mul"]
+    finally:
+        unregister(torch.sinc)
+
+
+def test_exception_in_user_code_restores_state():
+    class Boom(nn.Module):
+        def forward(self, x):
+            x = x * 2
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with returnn_capture():
+            Boom()(torch.randn(2, 3))
+    _torch_state_clean()
+
+
+def test_no_interception_outside_block():
+    model = nn.Linear(3, 3)
+    with returnn_capture() as net:
+        y = model(torch.randn(2, 3))
+    assert isinstance(y, ReturnnTensor)
+    z = model(y)  # after the block: plain torch, nothing recorded
+    assert type(z) is torch.Tensor
+    n_layers = len(net.net_dict)
+    torch.relu(y)
+    assert len(net.net_dict) == n_layers
+    _torch_state_clean()
+
+
+def test_nothing_captured_is_an_error():
+    with pytest.raises(CaptureError, match="nothing was captured"):
+        with returnn_capture():
+            torch.ones(3) + 1
+    _torch_state_clean()
+
+
+def test_capture_object_is_single_use():
+    cap = returnn_capture()
+    with cap:
+        nn.Linear(2, 2)(torch.randn(1, 2))
+    with pytest.raises(CaptureError, match="only once"):
+        with cap:
+            pass
+
+
+def test_behavior_version_conflict_message():
+    code = (
+        "from returnn.util.basic import BehaviorVersion\n"
+        "BehaviorVersion.set(21)\n"
+        "import torch, torchdispatch_returnn as t\n"
+        "try:\n"
+        "    with t.returnn_capture():\n"
+        "        torch.nn.Linear(2, 2)(torch.randn(1, 2))\n"
+        "except t.CaptureError as e:\n"
+        "    print('ERR', e)\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert "ERR RETURNN's behavior_version is already set to 21" in out.stdout, out.stdout + out.stderr

@@ -1,0 +1,80 @@
+"""Layer names: module attribute paths + op names, exact."""
+
+import torch
+import torch.nn as nn
+
+from torchdispatch_returnn import returnn_capture
+
+
+class FF(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin1 = nn.Linear(4, 6)
+        self.lin2 = nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.lin2(torch.relu(self.lin1(x)))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([FF(), FF()])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = x + layer(x)
+        return x
+
+
+def _capture(model, x):
+    with returnn_capture(dynamic_shapes=({1: "time"},)) as net:
+        model(x)
+    assert net.parity.ok
+    return net
+
+
+def test_exact_layer_names():
+    net = _capture(Net().eval(), torch.randn(2, 5, 4))
+    names = list(net.net_dict)
+    expected_ff = lambda p: [  # noqa: E731
+        f"{p}.lin1.weight", f"{p}.lin1.linear_rename", f"{p}.lin1.linear_dot", f"{p}.lin1.bias",
+        f"{p}.lin1.linear_rename_1", f"{p}.lin1.linear", f"{p}.lin1", f"{p}.relu",
+        f"{p}.lin2.weight", f"{p}.lin2.linear_rename", f"{p}.lin2.linear_dot", f"{p}.lin2.bias",
+        f"{p}.lin2.linear_rename_1", f"{p}.lin2.linear", f"{p}.lin2", p]
+    # the residual add renames the Linear's output dim to the input's (same size, same torch axis)
+    assert names == (expected_ff("layers.0") + ["add_rename", "add"] + expected_ff("layers.1")
+                     + ["add_rename_1", "add_1", "output"])
+    assert net.net_dict["layers.0.relu"]["from"] == ["layers.0.lin1"]
+    assert net.net_dict["layers.0"] == {"class": "copy", "from": "layers.0.lin2"}
+    assert net.net_dict["add"]["from"] == ["data", "add_rename"]
+    assert net.net_dict["add_rename"]["from"] == "layers.0"
+    assert net.net_dict["add_1"]["from"] == ["add", "add_rename_1"]
+    assert net.net_dict["output"]["from"] == "add_1"
+
+
+def test_variable_names_follow_state_dict_and_checkpoint(tmp_path):
+    import tensorflow as tf
+
+    net = _capture(Net().eval(), torch.randn(2, 5, 4))
+    ckpt = net.save_checkpoint(str(tmp_path / "model"))
+    stored = {name for name, _ in tf.train.list_variables(ckpt)}
+    assert set(net.param_map) == set(Net().state_dict())
+    for key, entry in net.param_map.items():
+        assert entry["tf_vars"] == [key.rsplit(".", 1)[0] + "/" + key.rsplit(".", 1)[1]]
+        assert entry["tf_vars"][0] in stored
+        assert entry["layer"] == key
+    assert "layers.1.lin2/bias" in stored
+
+
+def test_repeated_call_names_and_root_ops():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = nn.Tanh()
+
+        def forward(self, x):
+            return self.act(self.act(x)) * 2 + x * 3
+
+    net = _capture(M(), torch.randn(2, 5, 4))
+    assert list(net.net_dict) == ["act.tanh", "act", "act.tanh_1", "act_1", "mul", "mul_1", "add", "output"]
