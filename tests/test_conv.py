@@ -42,7 +42,16 @@ CASES = [
     c1("convT1d", lambda: nn.ConvTranspose1d(4, 3, 4, stride=2, padding=1)),
     c1("convT1d_plain", lambda: nn.ConvTranspose1d(4, 3, 3)),
     c1("convT1d_outpad", lambda: nn.ConvTranspose1d(4, 3, 3, stride=2, output_padding=1, bias=False)),
+    c1("convT1d_k10_s5_p3_op1", lambda: nn.ConvTranspose1d(4, 3, kernel_size=10, stride=5, padding=3,
+                                                             output_padding=1)),
+    c1("convT1d_k_lt_s", lambda: nn.ConvTranspose1d(4, 3, kernel_size=2, stride=3)),
+    c1("F_conv_transpose1d", lambda: Fn(lambda m, x: F.conv_transpose1d(x, m.p0, stride=2), torch.randn(4, 5, 3))),
     c2("convT2d", lambda: nn.ConvTranspose2d(2, 3, 3, stride=2)),
+    Case("convT2d_k10x3_s5_p23_op1", lambda: nn.ConvTranspose2d(2, 3, kernel_size=(10, 3), stride=5, padding=(2, 3),
+                                                                output_padding=1), [(2, 2, 7, 9)],
+         ({2: "height", 3: "width"},)),
+    Case("conv2d_both_dynamic", lambda: nn.Conv2d(2, 3, (3, 5), stride=2), [(2, 2, 17, 19)],
+         ({2: "height", 3: "width"},)),
     c2("convT2d_pad", lambda: nn.ConvTranspose2d(2, 3, 4, stride=2, padding=1)),
 ]
 

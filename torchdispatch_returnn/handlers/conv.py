@@ -83,30 +83,36 @@ def conv_transpose_nd(ctx, n, x, weight, bias, stride, padding, output_padding, 
     if groups != 1 or any(d != 1 for d in dilation):
         raise NotImplementedError("transposed conv with groups or dilation")
     ks = [w.shape[2 + i] for i in range(n)]
-    if any(k < s for k, s in zip(ks, stride)):
-        raise NotImplementedError("transposed conv with kernel smaller than stride")
     spatial = list(r.dims[2:])
     out_dim = w.dims[1]
-    out_spatial = []
+    # RETURNN's output length is T*s + max(k-s, 0) + output_padding; torch's is that minus
+    # 2*padding and minus (s-k) when k < s: cut from the ends afterwards
+    full = []
     for i in range(n):
-        extra = ks[i] - stride[i] + output_padding[i] - 2 * padding[i]
+        extra = max(ks[i] - stride[i], 0) + output_padding[i]
         if spatial[i].is_dynamic():
-            out_spatial.append(ctx.dims.derive("add", ctx.dims.derive("mul", spatial[i], stride[i]), extra))
+            full.append(ctx.dims.derive("add", ctx.dims.derive("mul", spatial[i], stride[i]), extra))
         else:
-            out_spatial.append(ctx.dims.static(r.shape[2 + i] * stride[i] + extra, f"{ctx.op_name}_len"))
+            full.append(ctx.dims.static(r.shape[2 + i] * stride[i] + extra, f"{ctx.op_name}_len"))
     # RETURNN wants the filter as [k..., out, in]; torch's is (in, out, k...)
     filt = ctx.layer({"class": "transpose", "from": w, "perm": list(w.dims[2:]) + [w.dims[1], w.dims[0]]},
                      w.dims, dtype=w.dtype, helper="filter")
     d = {"class": "transposed_conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": spatial,
-         "out_dim": out_dim, "out_spatial_dims": out_spatial, "filter_size": ks, "strides": list(stride),
+         "out_dim": out_dim, "out_spatial_dims": full, "filter_size": ks, "strides": list(stride),
          "padding": "valid", "filter": filt, "with_bias": bias is not None}
-    if any(padding):
-        d["remove_padding"] = list(padding)
     if any(output_padding):
         d["output_padding"] = list(output_padding)
     if bias is not None:
         d["bias"] = _bias(ctx, bias, out_dim)
-    return ctx.layer(d, [r.dims[0], out_dim] + out_spatial)
+    crops = [(padding[i], padding[i] + max(stride[i] - ks[i], 0)) for i in range(n)]
+    last = max([i for i in range(n) if any(crops[i])], default=-1)
+    y = ctx.layer(d, [r.dims[0], out_dim] + full, helper="full" if last >= 0 else None)
+    from .shape import slice_ref
+
+    for i, (left, right) in enumerate(crops):
+        if left or right:
+            y = slice_ref(ctx, y, 2 + i, left, -right if right else None, helper=None if i == last else f"crop{i}")
+    return y
 
 
 @handles(F.conv_transpose1d)
