@@ -31,6 +31,18 @@ from .tensor import DimInt, Ref, ReturnnTensor, SymShape, plain, wrap
 
 logger = logging.getLogger("torchdispatch_returnn")
 
+class _NewBatch:
+    """Placeholder in a layer's dims for the new batch dim the layer itself creates."""
+
+    def is_dynamic(self):
+        return False
+
+    def __repr__(self):
+        return "NEW_BATCH"
+
+
+NEW_BATCH = _NewBatch()
+
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 _SKIP_DIRS = (_PKG_DIR, _TORCH_DIR, os.path.dirname(os.path.abspath(inspect.__file__)))
@@ -428,8 +440,10 @@ class Capture:
             value=plain(value).detach().clone(), location=user_location()))
 
     # ------------------------------------------------------------------ layers
-    def build(self, name: str, d: dict, dims: tuple, dtype: torch.dtype, *, exact_name: bool = False) -> Ref:
-        """Name, add and construct one layer; check its dims; cast to the torch dtype."""
+    def build(self, name: str, d: dict, dims: tuple, dtype: torch.dtype, *, exact_name: bool = False,
+              shape: tuple | None = None) -> Ref:
+        """Name, add and construct one layer; check its dims; cast to the torch dtype.
+        ``dims`` may hold ``NEW_BATCH`` for a batch dim the layer creates (``shape`` gives its size)."""
         name = self.namer.reserve(name) if exact_name and name not in self.namer._taken else self.namer.unique(name)
         d = _refs_to_names(d)
         self.network.layers_desc[name] = d
@@ -444,6 +458,10 @@ class Capture:
             del self.network.layers_desc[name]
             raise CaptureError(f"RETURNN could not build layer {name!r} {d!r}: {type(e).__name__}: {e}") from e
         out_dims = layer.output.dims
+        if any(x is NEW_BATCH for x in dims):  # a layer that makes its own batch dim (flatten_batch)
+            new_b = [x for x in out_dims if x.is_batch_dim()]
+            dims = tuple(new_b[0] if x is NEW_BATCH else x for x in dims)
+            self.dims.set_size(new_b[0], int(np.prod([s for x, s in zip(dims, shape or ()) if x is new_b[0]] or [0])))
         if len(out_dims) != len(dims) or any(_count(out_dims, x) != _count(dims, x) for x in dims):
             raise CaptureError(f"layer {name!r} ({d.get('class')}) has dims {out_dims}, expected {dims}")
         ref = Ref(name, tuple(dims), tuple(self.dims.size(x) for x in dims), dtype)

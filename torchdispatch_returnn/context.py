@@ -60,14 +60,14 @@ class OpContext:
 
     # -- layers ---------------------------------------------------------------------------------
     def layer(self, d: dict, dims: Sequence[Dim], *, dtype: torch.dtype | None = None,
-              helper: str | None = None) -> Ref:
+              helper: str | None = None, shape: tuple | None = None) -> Ref:
         """Build one layer. ``dims``: its dims in torch order. ``dtype``: the torch dtype it must
         have (default: the op result's); a RETURNN layer of another dtype gets a cast.
         ``helper``: name suffix of an intermediate layer."""
         if dtype is None:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else torch.float32
         name = self.op_name if helper is None else f"{self.op_name}_{helper}"
-        return self.capture.build(name, d, tuple(dims), dtype)
+        return self.capture.build(name, d, tuple(dims), dtype, shape=shape)
 
     def eval(self, expr: str, inputs: Sequence, dims: Sequence[Dim], *, dtype: torch.dtype | None = None,
              helper: str | None = None, axis: Dim | None = None) -> Ref:

@@ -42,20 +42,21 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
                 j += 1
                 gj.append(j)
                 pj *= out_shape[out_idx[j]]
-        groups.append((gi, [out_idx[k] for k in gj]))
+        groups.append(([r.dims[k] for k in gi], [out_idx[k] for k in gj]))
         i, j = i + 1, j + 1
     # 3. merge/split each group
     new_dims = {}
-    for gi, gj in groups:
-        in_dims = [r.dims[k] for k in gi]
-        if len(gi) == 1 and len(gj) == 1:
+    for in_dims, gj in groups:
+        if len(in_dims) == 1 and len(gj) == 1:
             new_dims[gj[0]] = in_dims[0]
             continue
         if any(d.is_batch_dim() for d in in_dims):
-            raise NotImplementedError("reshape that merges or splits the batch axis")
-        if len(gi) > 1:
+            r, produced = _batch_reshape(ctx, r, in_dims, gj, out_shape, hints)
+            new_dims.update(produced)
+            continue
+        if len(in_dims) > 1:
             merged = hints[gj[0]] if len(gj) == 1 and hints[gj[0]] is not None else _product_dim(ctx, in_dims)
-            axes_pos = [r.dims.index(d) for d in in_dims]
+            axes_pos = [_pos(r.dims, d) for d in in_dims]
             dims = [d for k, d in enumerate(r.dims) if k not in axes_pos]
             dims.insert(min(axes_pos), merged)
             r = ctx.layer({"class": "merge_dims", "from": r, "axes": in_dims, "out_dim": merged}, dims,
@@ -67,7 +68,7 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
             new_dims[gj[0]] = src
             continue
         parts = _split_dims(ctx, src, [out_shape[k] for k in gj], [hints[k] for k in gj])
-        pos = r.dims.index(src)
+        pos = _pos(r.dims, src)
         dims = list(r.dims[:pos]) + parts + list(r.dims[pos + 1:])
         r = ctx.layer({"class": "split_dims", "from": r, "axis": src, "dims": parts}, dims, dtype=r.dtype,
                       helper="split")
@@ -82,6 +83,46 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
             new_dims[j] = d
         order.append(new_dims[j])
     return ctx.transpose_to(r, order)
+
+
+def _pos(dims, dim) -> int:
+    """Index of ``dim`` in ``dims`` by identity (RETURNN's == treats all batch dims as equal)."""
+    for i, d in enumerate(dims):
+        if d is dim:
+            return i
+    raise ValueError(f"{dim} not in {dims}")
+
+
+def _batch_reshape(ctx, r, in_dims, gj, out_shape, hints):
+    """Merge the batch axis with one other axis (``flatten_batch``: packed sequences, batch-major)
+    or split such a merged axis back (``unflatten_batch``)."""
+    from ..capture import NEW_BATCH
+
+    flat = ctx.capture.__dict__.setdefault("_flat_batches", {})
+    if len(in_dims) == 2 and len(gj) == 1:
+        other = in_dims[1] if in_dims[0].is_batch_dim() else in_dims[0]
+        pos = [_pos(r.dims, d) for d in in_dims]
+        dims = [d for k, d in enumerate(r.dims) if k not in pos]
+        dims.insert(min(pos), NEW_BATCH)
+        shape = [s for k, s in enumerate(r.shape) if k not in pos]
+        shape.insert(min(pos), r.shape[pos[0]] * r.shape[pos[1]])
+        out = ctx.layer({"class": "flatten_batch", "from": r, "axis": other,
+                         "batch_major": in_dims[0].is_batch_dim()}, dims, dtype=r.dtype, helper="flatten_batch",
+                        shape=tuple(shape))
+        new_b = out.dims[min(pos)]
+        flat[id(new_b)] = (in_dims, None)
+        return out, {gj[0]: new_b}
+    if len(in_dims) == 1 and len(gj) == 2 and id(in_dims[0]) in flat:
+        orig, _ = flat[id(in_dims[0])]
+        if not orig[0].is_batch_dim():
+            raise NotImplementedError("splitting a time-major merged batch axis")
+        pos = _pos(r.dims, in_dims[0])
+        dims = list(r.dims[:pos]) + [NEW_BATCH, orig[1]] + list(r.dims[pos + 1:])
+        shape = list(r.shape[:pos]) + [out_shape[gj[0]], out_shape[gj[1]]] + list(r.shape[pos + 1:])
+        out = ctx.layer({"class": "unflatten_batch", "from": r}, dims, dtype=r.dtype, helper="unflatten_batch",
+                        shape=tuple(shape))
+        return out, {gj[0]: out.dims[pos], gj[1]: orig[1]}
+    raise NotImplementedError("reshape that merges the batch axis with more than one axis, or splits it")
 
 
 def _product_dim(ctx, dims):
