@@ -44,3 +44,27 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_norm(case):
     assert_parity(case)
+
+
+def test_batch_norm_training_mode_batch_statistics():
+    """BatchNorm in train mode (capture with train=True) normalises with the batch statistics."""
+    from torchdispatch_returnn import returnn_capture
+
+    torch.manual_seed(0)
+    m = _affine(nn.BatchNorm1d(5)).train()
+    x = torch.randn(3, 5, 11)
+    expected = m(x.clone())
+    with returnn_capture(dynamic_shapes=({2: "time"},), train=True) as net:
+        y = m(x.clone())
+    assert net.parity.ok, str(net.parity)
+    torch.testing.assert_close(y.as_subclass(torch.Tensor), expected)
+
+
+def test_batch_norm_training_mode_needs_train_capture():
+    from torchdispatch_returnn import UnsupportedOpError, returnn_capture
+
+    m = nn.BatchNorm1d(5).train()
+    with pytest.raises(NotImplementedError, match="train=True"):
+        with returnn_capture(dynamic_shapes=({2: "time"},)):
+            m(torch.randn(3, 5, 11))
+    assert UnsupportedOpError  # the message is a plain NotImplementedError from the handler

@@ -74,7 +74,7 @@ class _FactoryMode(TorchFunctionMode):
         cap = self.capture
         if cap.active and not cap._suspended and cap.network is not None:
             flat = list(_flat(args, kwargs))
-            if not any(isinstance(t, ReturnnTensor) for t in flat):
+            if not any(isinstance(t, ReturnnTensor) for t in flat) and not _is_inplace(func):
                 h = lookup(func)
                 # factories, and ops on parameters/buffers or with dynamic sizes (``self.pe[:x.size(1)]``)
                 if h is not None and (h.factory or any(
@@ -82,6 +82,12 @@ class _FactoryMode(TorchFunctionMode):
                         for t in flat)):
                     return cap.dispatch(func, args, kwargs)
         return func(*args, **kwargs)
+
+
+def _is_inplace(func) -> bool:
+    """In-place ops on parameters/buffers (running-stat updates) stay plain torch."""
+    name = getattr(func, "__name__", "")
+    return name.endswith("_") and not name.endswith("__") or name.startswith("__i")
 
 
 def _flat(args, kwargs):
@@ -411,7 +417,7 @@ class Capture:
             if tuple(res.shape) != tuple(out.shape):
                 raise CaptureError(f"handler for {target_name(func)} produced shape {res.shape}, torch {tuple(out.shape)}")
             self._record(func, res, out)
-            if any(out is a for a in args):
+            if isinstance(out, ReturnnTensor) and any(out is a for a in args):
                 # in-place op: the same tensor object now stands for the new layer
                 out._rt_ref = res
                 out._rt_capture = self
@@ -482,9 +488,9 @@ class Capture:
             return cached[1]
         key = self._param_names.get(id(t))
         if key is None:
-            ref = self.constant_ref(plain(t).detach(), tuple(dims) if dims is not None else None)
+            ref = self.constant_ref(plain(t).detach().clone(), tuple(dims) if dims is not None else None)
         else:
-            ref = self._variable(key, plain(t).detach(), trainable=isinstance(t, torch.nn.Parameter))
+            ref = self._variable(key, plain(t).detach().clone(), trainable=isinstance(t, torch.nn.Parameter))
             self.param_map[key] = {"tf_vars": [f"{_scope_of(key)}/{key.rsplit('.', 1)[-1]}"], "layer": ref.name,
                                    "transform": "none (same layout as torch)"}
         self._tensor_refs[id(t)] = (t, ref)

@@ -96,12 +96,14 @@ class DimRegistry:
             kind, b = ("sub" if kind == "add" else "add"), -b
         if (not isinstance(a, Dim) or a.is_static()) and (not isinstance(b, Dim) or b.is_static()):
             return self.derive(kind, _int(a), _int(b))  # static arithmetic: a plain size
-        if isinstance(a, int):
-            a = self.static_value_dim(a)
         fn, template = _OPS[kind]
-        dim = fn(a, b)
-        self.set_size(dim, self.derive(kind, self.size(a), self.size(b) if isinstance(b, Dim) else b))
-        code = template.format(a=self.code(a), b=self.code(b) if isinstance(b, Dim) else repr(b))
+        if isinstance(a, int) and kind != "mul":
+            a = self.static_value_dim(a)
+        dim = fn(a, b)  # int * Dim works directly (Dim.__rmul__)
+        self.set_size(dim, self.derive(kind, self.size(a) if isinstance(a, Dim) else a,
+                                       self.size(b) if isinstance(b, Dim) else b))
+        code = template.format(a=self.code(a) if isinstance(a, Dim) else repr(a),
+                               b=self.code(b) if isinstance(b, Dim) else repr(b))
         return self._add(dim, dim.description or "derived", code)
 
     def static_derived(self, kind: str, a: Dim, b: int) -> Dim:

@@ -50,10 +50,16 @@ def layer_norm(ctx, input, normalized_shape, weight=None, bias=None, eps=1e-5):
 @handles(F.batch_norm)
 def batch_norm(ctx, input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                eps=1e-5):
-    """Batch norm with running statistics (eval mode) over channel axis 1."""
-    if training:
-        raise NotImplementedError("batch_norm with batch statistics (training=True); call model.eval()")
+    """Batch norm over channel axis 1: running statistics (eval), or batch statistics when training
+    (capture with ``train=True``; the running-stat update stays in torch)."""
     r = ctx.ref(input)
+    if training or running_mean is None:
+        if not ctx.capture.train and running_mean is not None:
+            raise NotImplementedError("batch_norm in training mode in a capture with train=False: call "
+                                      "model.eval() or capture with train=True")
+        y = normalize_over(ctx, r, [0] + list(range(2, r.ndim)), eps,
+                           helper_last=weight is not None or bias is not None)
+        return _affine(ctx, y, weight, bias, [1])
     c = r.dims[1]
     srcs = [r]
     for t in (running_mean, running_var):
