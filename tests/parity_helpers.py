@@ -90,6 +90,7 @@ def assert_parity(case: Case, tmp_dir: str | None = None) -> Any:
             y = model(*[x.clone() for x in xs])
     assert net.parity.ok, str(net.parity)
     assert len(net.parity) > 0
+    COVERED.update(net.ops_seen)
     for got, exp in zip(_outputs(y), expected):
         torch.testing.assert_close(got.as_subclass(torch.Tensor), exp)  # the user gets torch's own values
     tmp = tmp_dir or tempfile.mkdtemp(prefix="tdr_")
@@ -128,3 +129,7 @@ class Fn(torch.nn.Module):
 
     def forward(self, *xs):
         return self.fn(self, *xs)
+
+
+#: torch callables dispatched to handlers in parity cases of this test session (coverage meta-test)
+COVERED: set = set()

@@ -69,6 +69,17 @@ CASES = [
     ew("iadd", lambda x: _iadd(x)),
     ew("trunc", lambda x: torch.trunc(x * 3)),
     ew("square_expm1", lambda x: torch.expm1(x).square()),
+    ew("fmod", lambda x: torch.fmod(x * 4, 3)),
+    ew("xor", lambda x: (x > 0) ^ (x > 0.5)),
+    ew("logical_xor", lambda x: torch.logical_xor(x > 0, x < 0.5)),
+    ew("rmod", lambda x: 2.5 % (x.abs() + 1)),
+    ew("rsub_fn", lambda x: torch.rsub(x, 2.0)),
+    ew("radd_rmul_explicit", lambda x: x.__radd__(2.0).__rmul__(3.0)),
+    ew("rand_ror", lambda x: (x > 0).__rand__(x < 0.5).__ror__(x > 1)),
+    ew("isfinite_isinf_isnan", lambda x: torch.isfinite(x) & ~torch.isinf(x) & ~x.isnan()),
+    ew("log2_log10", lambda x: torch.log2(x.abs() + 1) + (x.abs() + 1).log10()),
+    ew("tan", lambda x: torch.tan(x * 0.5)),
+    ew("clamp_min_max_fns", lambda x: torch.clamp_max(torch.clamp_min(x, -0.5), 0.5)),
 ]
 
 

@@ -27,6 +27,7 @@ CASES = [
     fn("matmul_param", lambda m, x: x @ m.p0, params=(lambda: torch.randn(6, 7),)),
     fn("matmul_vec", lambda m, x: torch.matmul(x, m.p0), params=(lambda: torch.randn(6),)),
     fn("rmatmul_vec", lambda m, x: m.p0 @ x.transpose(1, 2), params=(lambda: torch.randn(6),)),
+    fn("rmatmul_explicit", lambda m, x: x.transpose(1, 2).__rmatmul__(m.p0), params=(lambda: torch.randn(6),)),
     fn("mm", lambda m, x: torch.mm(x.sum(1), m.p0), params=(lambda: torch.randn(6, 2),)),
     fn("bmm", lambda m, x: torch.bmm(x, x.transpose(1, 2))),
     fn("attention_scores", lambda m, x: _attn(x)),

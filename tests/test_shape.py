@@ -61,6 +61,8 @@ CASES = [
     sh("getitem_time_first_frame", lambda x: x[:, 0] + 0),
     sh("getitem_index_tensor", lambda x: x[:, :, torch.tensor([0, 3, 3, 7])] * 1),
     sh("getitem_batch_int", lambda x: x[0] + 0),
+    sh("view_as", lambda x: x.sum(-1).view_as(x[:, :, 0]) * 1),
+    sh("reshape_as", lambda x: x.reshape(x.shape[0], x.shape[1], 4, 2).sum(-1).reshape_as(x[:, :, :4]) + x[:, :, 4:]),
     sh("index_select", lambda x: torch.index_select(x, 2, torch.tensor([1, 0, 5])) + 0),
 ]
 

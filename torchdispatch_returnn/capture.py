@@ -129,6 +129,7 @@ class Capture:
         self._records: list[ParityRecord] = []
         self._recorded_layers: set[str] = set()
         self._hooks: list = []
+        self.ops_seen: set = set()  # torch callables dispatched to a handler
         self._dim_layers: dict[int, str] = {}  # id(dynamic dim) -> a layer that has it
         self._mode: _FactoryMode | None = None
         self.parity: ParityReport | None = None
@@ -393,6 +394,7 @@ class Capture:
             raise UnsupportedOpError(
                 f"no handler for {target_name(func)} (module path {self.scope or '<root>'!r}, "
                 f"called at {user_location()}); register one with torchdispatch_returnn.register()")
+        self.ops_seen.add(func)
         with torch._C.DisableTorchFunctionSubclass():
             out = func(*args, **kwargs)
         ctx = OpContext(self, func, out, Namer.join(self.scope, op_short_name(func)))

@@ -64,17 +64,18 @@ def _rbinary(fmt: str):
     return h
 
 
+# (torch dispatches scalar + tensor, scalar * tensor, & and | as the forward ops: no __radd__ etc.)
 for _fmt, _fwd, _rev in [
-    ("{0} + {1}", [torch.add, T.add, T.__add__, T.add_, T.__iadd__], [T.__radd__]),
+    ("{0} + {1}", [torch.add, T.add, T.__add__, T.add_, T.__iadd__], []),
     ("{0} - {1}", [torch.sub, torch.subtract, T.sub, T.subtract, T.__sub__, T.sub_, T.__isub__], [T.__rsub__, torch.rsub]),
-    ("{0} * {1}", [torch.mul, torch.multiply, T.mul, T.multiply, T.__mul__, T.mul_, T.__imul__], [T.__rmul__]),
+    ("{0} * {1}", [torch.mul, torch.multiply, T.mul, T.multiply, T.__mul__, T.mul_, T.__imul__], []),
     ("tf.pow({0}, {1})", [torch.pow, T.pow, T.__pow__, T.pow_, T.__ipow__], [T.__rpow__]),
     ("tf.math.floormod({0}, {1})", [torch.remainder, T.remainder, T.__mod__, T.remainder_, T.__imod__], [T.__rmod__]),
-    ("tf.math.truncatemod({0}, {1})", [torch.fmod, T.fmod], []),
+    ("tf.truncatemod({0}, {1})", [torch.fmod, T.fmod], []),
     ("tf.maximum({0}, {1})", [torch.maximum, T.maximum], []),
     ("tf.minimum({0}, {1})", [torch.minimum, T.minimum], []),
-    ("tf.logical_and({0}, {1})", [torch.logical_and, T.logical_and, T.__and__, T.bitwise_and, torch.bitwise_and], [T.__rand__]),
-    ("tf.logical_or({0}, {1})", [torch.logical_or, T.logical_or, T.__or__, T.bitwise_or, torch.bitwise_or], [T.__ror__]),
+    ("tf.logical_and({0}, {1})", [torch.logical_and, T.logical_and, T.__and__, T.bitwise_and, torch.bitwise_and], []),
+    ("tf.logical_or({0}, {1})", [torch.logical_or, T.logical_or, T.__or__, T.bitwise_or, torch.bitwise_or], []),
     ("tf.math.logical_xor({0}, {1})", [torch.logical_xor, T.logical_xor, T.__xor__], []),
 ]:
     _fwd = list(dict.fromkeys(_fwd))
