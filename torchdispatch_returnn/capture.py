@@ -480,6 +480,10 @@ class Capture:
             ref = self.build(name + "_cast", {"class": "cast", "from": name, "dtype": tf_dtype(dtype)}, dims, dtype)
         return ref
 
+    def first_input_layer(self) -> str:
+        key = self._input_order[0]
+        return "data" if key == "data" else f"data:{key}"
+
     def is_param(self, t: torch.Tensor) -> bool:
         return id(t) in self._param_names or id(t) in self._tensor_refs
 

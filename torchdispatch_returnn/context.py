@@ -70,7 +70,7 @@ class OpContext:
         return self.capture.build(name, d, tuple(dims), dtype, shape=shape)
 
     def eval(self, expr: str, inputs: Sequence, dims: Sequence[Dim], *, dtype: torch.dtype | None = None,
-             helper: str | None = None, axis: Dim | None = None) -> Ref:
+             helper: str | None = None, axis: Dim | None = None, dims_locals: dict | None = None) -> Ref:
         """An ``eval`` layer: ``expr`` in ``source(i)`` over ``inputs`` (broadcast by dims).
         ``{axis}`` in ``expr`` stands for the RETURNN axis index of the dim ``axis``."""
         dtype = dtype if dtype is not None else self.out.dtype
@@ -79,6 +79,9 @@ class OpContext:
         if axis is not None:
             d["eval"] = expr.replace("{axis}", "self.output.get_axis_from_description(axis)")
             d["eval_locals"] = {"axis": axis}
+        for key, dim in (dims_locals or {}).items():  # "{key}" -> RETURNN axis index of that dim
+            d["eval"] = d["eval"].replace("{%s}" % key, f"self.output.get_axis_from_description({key})")
+            d.setdefault("eval_locals", {})[key] = dim
         return self.layer(d, dims, dtype=dtype, helper=helper)
 
     def cast(self, r: Ref, dtype: torch.dtype) -> Ref:
@@ -103,6 +106,23 @@ class OpContext:
         if isinstance(size, Dim):
             return size
         return self.dims.static(int(size), name or f"{self.op_name}_dim")
+
+    def size_ref(self, dim: Dim, within: Sequence[Dim] = ()) -> Ref:
+        """The size of ``dim`` as a layer: the batch size (scalar) or the per-sequence lengths of a
+        dynamic dim (dims of its lengths, e.g. [batch]); these dims must be among ``within``."""
+        src = self.capture._dim_layers.get(id(dim)) if not dim.is_batch_dim() else None
+        if src is None:
+            src = self.capture.first_input_layer() if dim.is_batch_dim() else None
+        if src is None:
+            raise NotImplementedError(f"no layer with dim {dim} to read its size from")
+        if not dim.is_batch_dim() and dim.dyn_size_ext is None:
+            dim.complete_dyn_size()
+        dims = [] if dim.is_batch_dim() else [d for d in dim.dyn_size_ext.dims]
+        for d in dims:
+            if not any(d is w or d == w for w in within):
+                raise NotImplementedError("a sequence length used as a number where the result has no batch axis")
+        dims = [next(w for w in within if d is w or d == w) for d in dims]
+        return self.layer({"class": "length", "from": src, "axis": dim}, dims, dtype=torch.int32, helper="len")
 
     def squeeze(self, r: Ref, axis: int) -> Ref:
         dims = list(r.dims)

@@ -10,6 +10,7 @@ from . import (  # noqa: F401
     meta,
     norm,
     pad,
+    pool,
     reduce,
     shape,
 )

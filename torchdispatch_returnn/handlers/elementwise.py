@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from ..tensor import DimInt
 from .registry import handles
 
 T = torch.Tensor
@@ -13,6 +14,8 @@ T = torch.Tensor
 
 def lit(v) -> str:
     """A Python number as source text for an eval expression."""
+    if isinstance(v, DimInt) and v.dim.dimension is None:
+        raise NotImplementedError("a dynamic size used as a constant here would freeze the traced length")
     if isinstance(v, bool):
         return repr(v)
     if isinstance(v, int):
@@ -30,7 +33,11 @@ def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()):
     positions ``conditions`` to bool) and build one eval layer computing ``fmt`` with ``{0}``,
     ``{1}``, ... standing for the inputs."""
     dtype = dtype or ctx.out.dtype
+    sizes = {i: x for i, x in enumerate(xs) if isinstance(x, DimInt) and x.dim.dimension is None}
+    xs = [1 if i in sizes else x for i, x in enumerate(xs)]
     items, dims = ctx.broadcast(*xs, dtype=[torch.bool if i in conditions else dtype for i in range(len(xs))])
+    for i, size in sizes.items():  # a dynamic size used as a number: the per-sequence length
+        items[i] = ctx.cast(ctx.size_ref(size.dim, dims), dtype)
     refs, args, j = [], [], 0
     for it in items:
         if hasattr(it, "name") and hasattr(it, "dims"):

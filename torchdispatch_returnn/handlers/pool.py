@@ -1,0 +1,129 @@
+"""Pooling (max/avg 1-D and 2-D) and upsampling along axes (repeat_interleave, interpolate
+"nearest" with integer factors); output lengths of dynamic axes are derived dims."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .conv import out_len_dim
+from .registry import handles
+
+
+def _tuple(v, n):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+
+
+def pool_nd(ctx, n, mode, x, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad=True):
+    if ceil_mode:
+        raise NotImplementedError("pooling with ceil_mode=True")
+    r = ctx.ref(x)
+    if r.ndim != n + 2:
+        raise NotImplementedError(f"{mode} pool{n}d input without a batch axis")
+    ks = _tuple(kernel_size, n)
+    stride = _tuple(stride if stride not in (None, []) else kernel_size, n)
+    pads, dil = _tuple(padding, n), _tuple(dilation, n)
+    if mode == "avg" and any(pads):
+        raise NotImplementedError("avg pooling with padding")
+    spatial = list(r.dims[2:])
+    out_sp = [out_len_dim(ctx, spatial[i], r.shape[2 + i], ks[i], stride[i], 2 * pads[i], dil[i]) for i in range(n)]
+    d = {"class": "pool", "from": r, "mode": mode, "pool_size": list(ks), "strides": list(stride),
+         "dilation_rate": list(dil), "padding": list(pads) if any(pads) else "valid", "in_dim": r.dims[1],
+         "in_spatial_dims": spatial, "out_spatial_dims": out_sp,
+         # valid avg windows of valid output frames never reach the padding (and RETURNN's masked avg
+         # pool fails on a dtype mismatch); max pooling with padding needs the mask
+         "use_time_mask": mode == "max"}
+    return ctx.layer(d, [r.dims[0], r.dims[1]] + out_sp)
+
+
+@handles(F.max_pool1d)
+def max_pool1d(ctx, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over windows along T of (B, C, T)."""
+    if return_indices:
+        raise NotImplementedError("max_pool1d with return_indices")
+    return pool_nd(ctx, 1, "max", input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+@handles(F.max_pool2d)
+def max_pool2d(ctx, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over windows of (B, C, H, W)."""
+    if return_indices:
+        raise NotImplementedError("max_pool2d with return_indices")
+    return pool_nd(ctx, 2, "max", input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+@handles(F.avg_pool1d)
+def avg_pool1d(ctx, input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Mean over windows along T of (B, C, T)."""
+    return pool_nd(ctx, 1, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad)
+
+
+@handles(F.avg_pool2d)
+def avg_pool2d(ctx, input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over windows of (B, C, H, W)."""
+    if divisor_override is not None:
+        raise NotImplementedError("avg_pool2d with divisor_override")
+    return pool_nd(ctx, 2, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad)
+
+
+def repeat_axis(ctx, r, ax, k: int, helper=None):
+    """Each frame along axis ``ax`` repeated ``k`` times (T -> T*k, per sequence)."""
+    d = r.dims[ax]
+    new = ctx.dims.derive("mul", d, k) if d.is_dynamic() else ctx.dims.static(r.shape[ax] * k, f"{ctx.op_name}_dim")
+    dims = list(r.dims)
+    dims[ax] = new
+    if d.is_dynamic():
+        return ctx.layer({"class": "repeat", "from": r, "repetitions": k, "axis": d, "out_dim": new}, dims,
+                         dtype=r.dtype, helper=helper)
+    return _static_repeat(ctx, r, ax, k, new, helper)
+
+
+def _static_repeat(ctx, r, ax, k, new, helper):
+    # split the axis into (n, 1), tile to (n, k), merge back
+    one = ctx.dims.static(1, f"{ctx.op_name}_one")
+    kd = ctx.dims.static(k, f"{ctx.op_name}_k")
+    d = r.dims[ax]
+    dims = list(r.dims[:ax + 1]) + [one] + list(r.dims[ax + 1:])
+    s = ctx.layer({"class": "split_dims", "from": r, "axis": d, "dims": [d, one]}, dims, dtype=r.dtype,
+                  helper="rep_split")
+    zeros = ctx.capture.zeros_ref([kd], r.dtype)
+    t = ctx.eval("source(0) + source(1)" if r.dtype != torch.bool else "tf.logical_or(source(0), source(1))",
+                 [ctx.squeeze(s, ax + 1), zeros], list(r.dims[:ax + 1]) + [kd] + list(r.dims[ax + 1:]),
+                 dtype=r.dtype, helper="rep_tile")
+    out = list(r.dims)
+    out[ax] = new
+    return ctx.layer({"class": "merge_dims", "from": t, "axes": [d, kd], "out_dim": new}, out, dtype=r.dtype,
+                     helper=helper)
+
+
+@handles(torch.repeat_interleave, torch.Tensor.repeat_interleave)
+def repeat_interleave(ctx, x, repeats=None, dim=None, *, output_size=None):
+    """Repeat each element ``repeats`` (an int) times along ``dim``."""
+    if not isinstance(repeats, int) or dim is None:
+        raise NotImplementedError("repeat_interleave with tensor repeats or without dim")
+    r = ctx.ref(x)
+    return repeat_axis(ctx, r, dim % r.ndim, repeats)
+
+
+@handles(F.interpolate)
+def interpolate(ctx, input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """Nearest-neighbour upsampling by integer factors (nn.Upsample)."""
+    r = ctx.ref(input)
+    n = r.ndim - 2
+    if mode != "nearest":
+        raise NotImplementedError(f"interpolate mode {mode!r}")
+    if scale_factor is None:
+        factors = [int(o) // int(i) for o, i in zip(ctx.out.shape[2:], r.shape[2:])]
+        if any(int(o) != f * int(i) for o, f, i in zip(ctx.out.shape[2:], factors, r.shape[2:])):
+            raise NotImplementedError("interpolate to a size that is not an integer multiple")
+    else:
+        factors = list(_tuple(scale_factor, n))
+    if any(float(f) != int(f) for f in factors):
+        raise NotImplementedError("interpolate with a non-integer scale factor")
+    factors = [int(f) for f in factors]
+    todo = [i for i, f in enumerate(factors) if f != 1]
+    for j, i in enumerate(todo):
+        r = repeat_axis(ctx, r, 2 + i, factors[i], helper=None if j == len(todo) - 1 else f"up{i}")
+    return r
