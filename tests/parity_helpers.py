@@ -32,6 +32,7 @@ class Case:
     high: int = 10  # for integer inputs
     atol: float = 1e-5
     positive: bool = False
+    seq_lens: tuple = (9, 4, 6)  # lengths of the padded-batch check (assert_padded)
 
     def __str__(self):
         return self.name
@@ -133,3 +134,69 @@ class Fn(torch.nn.Module):
 
 #: torch callables dispatched to handlers in parity cases of this test session (coverage meta-test)
 COVERED: set = set()
+
+
+def garbage_batch(case: Case, lens: list[int], seed: int = 0) -> list[torch.Tensor]:
+    """Inputs for a padded batch: each sequence i is valid up to lens[i] along every dynamic axis
+    named "time"; the padding holds large garbage values (not zeros)."""
+    tmax = max(lens)
+    xs = make_inputs(case, {"time": tmax}, seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    for i, x in enumerate(xs):
+        spec = (case.dyn or ())[i] if case.dyn and i < len(case.dyn) else None
+        for ax, name in (spec or {}).items():
+            if name != "time":
+                continue
+            for b, n in enumerate(lens):
+                idx = [slice(None)] * x.dim()
+                idx[0], idx[ax] = b, slice(n, None)
+                if x.dtype.is_floating_point:
+                    x[tuple(idx)] = 100.0 + 50.0 * torch.randn(x[tuple(idx)].shape, generator=g)
+                else:
+                    x[tuple(idx)] = case.high - 1
+    return xs
+
+
+def _single(case: Case, xs, b: int, n: int) -> list[torch.Tensor]:
+    out = []
+    for i, x in enumerate(xs):
+        spec = (case.dyn or ())[i] if case.dyn and i < len(case.dyn) else None
+        idx = [slice(None)] * x.dim()
+        idx[0] = slice(b, b + 1)
+        for ax, name in (spec or {}).items():
+            if name == "time":
+                idx[ax] = slice(0, n)
+        out.append(x[tuple(idx)].clone())
+    return out
+
+
+def assert_padded(case: Case, lens=None) -> Any:
+    """Capture ``case``, then feed a padded batch (garbage in the padding) with sequence lengths to
+    the live and the rebuilt network: every sequence's valid output frames must equal torch run on
+    that sequence alone."""
+    lens = list(lens or case.seq_lens)
+    net = assert_parity(case)
+    model = case.module()
+    torch.manual_seed(0)
+    model = case.module()
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    tmp = tempfile.mkdtemp(prefix="tdr_pad_")
+    fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "net.config")), net.save_checkpoint(os.path.join(tmp, "m")))
+    try:
+        xs = garbage_batch(case, lens)
+        got_live = net.run(*xs, seq_lens={"time": lens})
+        got_fresh = fresh.run(*xs, seq_lens={"time": lens})
+        for b, n in enumerate(lens):
+            with torch.no_grad():
+                want = _outputs(model(*_single(case, xs, b, n)))
+            lives = [got_live] if len(want) == 1 else list(got_live)
+            freshs = [got_fresh] if len(want) == 1 else list(got_fresh)
+            for j, w in enumerate(want):
+                for what, got in (("net.run", lives[j]), ("fresh config", freshs[j])):
+                    sl = (slice(b, b + 1),) + tuple(slice(0, s) for s in w.shape[1:])
+                    _close(np.asarray(got)[sl], w, case.atol, f"{case.name}: {what}, sequence {b} (length {n}), "
+                                                             f"output {j}")
+    finally:
+        fresh.close()
+    return net

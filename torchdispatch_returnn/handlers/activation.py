@@ -118,8 +118,13 @@ def _softmax(ctx, x, dim, dtype, log: bool):
     if dim is None:
         dim = 0 if r.ndim in (0, 1, 3) else 1  # torch's legacy implicit dim
     axis = r.dims[dim % r.ndim]
-    if axis.is_dynamic() and not log:
+    if axis.is_dynamic() and not log:  # masked: padding frames get 0
         return ctx.layer({"class": "softmax_over_spatial", "from": r, "axis": axis}, r.dims)
+    if axis.is_dynamic():  # x - logsumexp over the valid frames
+        from .reduce import reduce_ref
+
+        lse = reduce_ref(ctx, r, "logsumexp", [dim % r.ndim], False, helper="lse")
+        return ctx.eval("source(0) - source(1)", [r, lse], r.dims)
     fn = "tf.nn.log_softmax" if log else "tf.nn.softmax"
     return ctx.eval(f"{fn}(source(0), axis={{axis}})", [r], r.dims, axis=axis)
 

@@ -99,7 +99,7 @@ def conv_transpose_nd(ctx, n, x, weight, bias, stride, padding, output_padding, 
                      w.dims, dtype=w.dtype, helper="filter")
     d = {"class": "transposed_conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": spatial,
          "out_dim": out_dim, "out_spatial_dims": full, "filter_size": ks, "strides": list(stride),
-         "padding": "valid", "filter": filt, "with_bias": bias is not None}
+         "padding": "valid", "filter": filt, "with_bias": bias is not None, "use_time_mask": True}
     if any(output_padding):
         d["output_padding"] = list(output_padding)
     if bias is not None:

@@ -39,10 +39,24 @@ def pad(ctx, input, pad, mode="constant", value=None):
         return r
     opts = {"class": "pad", "from": r, "axes": axes, "padding": paddings, "out_dims": out_dims,
             "mode": _MODES[mode]}
+    fix = [(d, nd, lr) for d, nd, lr in zip(axes, out_dims, paddings) if d.is_dynamic() and lr[1]]
     if any(d.is_dynamic() for d in axes):
-        # RETURNN's per-sequence right padding needs the RF backend's range_over_dim, which the
-        # net-dict backend lacks; right padding then follows the longest sequence only
+        # RETURNN's own per-sequence right padding needs the RF backend's range_over_dim, which the
+        # net-dict backend lacks; we pad after the longest sequence, then (constant mode) move the
+        # right padding of each shorter sequence to its own end below
         opts["handle_dynamic_dims"] = False
+    fill = float(value or 0.0) if r.dtype.is_floating_point else int(value or 0)
     if mode == "constant":
-        opts["value"] = float(value or 0.0) if r.dtype.is_floating_point else int(value or 0)
-    return ctx.layer(opts, dims)
+        opts["value"] = fill
+    if not fix or mode != "constant":
+        return ctx.layer(opts, dims)  # reflect/replicate right padding: exact for full-length sequences
+    y = ctx.layer(opts, dims, helper="raw")
+    from .index import range_ref
+
+    for k, (d, nd, (left, right)) in enumerate(fix):
+        pos = range_ref(ctx, nd, helper=f"pos{k}")
+        length = ctx.size_ref(d, dims)
+        y = ctx.eval(f"tf.where((tf.cast(source(1), tf.int64) >= {left}) & (tf.cast(source(1), tf.int64) < "
+                     f"tf.cast(source(2), tf.int64) + {left}), source(0), tf.cast({fill!r}, source(0).dtype))",
+                     [y, pos, length], dims, dtype=r.dtype, helper=None if k == len(fix) - 1 else f"fix{k}")
+    return y

@@ -105,11 +105,17 @@ def _var(ctx, x, dim, correction, keepdim, sqrt: bool):
     sq = ctx.eval("tf.square(source(0) - source(1))", [r, mean], r.dims, helper="sq")
     n = 1
     for i in axes:
-        n *= r.shape[i]
-    if any(r.dims[i].is_dynamic() for i in axes) and correction:
-        raise NotImplementedError("var/std with a correction over a dynamic axis")
-    factor = n / max(n - correction, 0) if n - correction > 0 else float("nan")
+        n *= r.shape[i] if not r.dims[i].is_dynamic() else 1
     var = reduce_ref(ctx, sq, "mean", axes, keepdim, helper="var")
+    dyn = [r.dims[i] for i in axes if r.dims[i].is_dynamic()]
+    if correction and dyn:  # Bessel factor from each sequence's own length
+        if len(dyn) > 1:
+            raise NotImplementedError("var/std with a correction over several dynamic axes")
+        length = ctx.cast(ctx.size_ref(dyn[0], var.dims), var.dtype)
+        factor = f"(source(1) * {n}.0 / (source(1) * {n}.0 - {correction}))"
+        expr = f"tf.sqrt(source(0) * {factor})" if sqrt else f"source(0) * {factor}"
+        return ctx.eval(expr, [var, length], var.dims)
+    factor = n / max(n - correction, 0) if n - correction > 0 else float("nan")
     expr = f"tf.sqrt(source(0) * {factor!r})" if sqrt else f"source(0) * {factor!r}"
     return ctx.eval(expr, [var], var.dims)
 

@@ -133,9 +133,31 @@ def _product_dim(ctx, dims):
 
 
 def _split_dims(ctx, src, sizes, hints):
-    if src.is_dynamic():
-        raise NotImplementedError("reshape that splits a dynamic axis")
-    return [h if h is not None else ctx.dims.static(s, f"{ctx.op_name}_split") for h, s in zip(hints, sizes)]
+    if not src.is_dynamic():
+        return [h if h is not None else ctx.dims.static(s, f"{ctx.op_name}_split") for h, s in zip(hints, sizes)]
+    # a dynamic axis split into parts: all but one part must be static (e.g. frame stacking T -> T//k, k)
+    dyn = [k for k, h in enumerate(hints) if h is not None and h.is_dynamic()]
+    if len(dyn) > 1:
+        raise NotImplementedError("reshape that splits a dynamic axis into several dynamic axes")
+    static_prod = 1
+    for k, s in enumerate(sizes):
+        if k not in dyn and not (hints[k] is None and not dyn and k == _guess_dynamic(sizes, hints)):
+            static_prod *= int(s)
+    if not dyn:
+        k = _guess_dynamic(sizes, hints)
+        hints = list(hints)
+        hints[k] = ctx.dims.derive("floordiv", src, static_prod)
+        dyn = [k]
+    return [h if (h is not None and (k in dyn or not h.is_dynamic())) else ctx.dims.static(s, f"{ctx.op_name}_split")
+            for k, (h, s) in enumerate(zip(hints, sizes))]
+
+
+def _guess_dynamic(sizes, hints) -> int:
+    """Which part of a split dynamic axis is the dynamic one: the first without a static hint."""
+    for k, h in enumerate(hints):
+        if h is None:
+            return k
+    return 0
 
 
 @handles(T.view, T.reshape, torch.reshape)
@@ -393,10 +415,38 @@ def cat_refs(ctx, refs, ax):
     if isinstance(out_dim, int):
         out_dim = ctx.dims.static(out_dim, f"{ctx.op_name}_dim")
     elif any(r.dims[ax].is_dynamic() for r in refs[:-1]):
-        raise NotImplementedError("cat along a dynamic axis where a part other than the last is dynamic")
+        return _ragged_cat(ctx, refs, ax)
     dims = list(first.dims)
     dims[ax] = out_dim
-    return ctx.layer({"class": "concat", "from": [(r, r.dims[ax]) for r in refs], "out_dim": out_dim}, dims)
+    return ctx.layer({"class": "concat", "from": [(r, r.dims[ax]) for r in refs], "out_dim": out_dim}, dims,
+                     dtype=first.dtype)
+
+
+def _ragged_cat(ctx, refs, ax, helper=None):
+    """cat along a dynamic axis, per sequence: [a(len_a), b(len_b)] with no padding in between.
+    A plain concat leaves a's padding in the middle; a per-sequence gather closes the gap."""
+    a, b = refs[0], refs[1]
+    rest = refs[2:]
+    da, db = a.dims[ax], b.dims[ax]
+    tt = ctx.dims.derive("add", da, db)
+    dims = list(a.dims)
+    dims[ax] = tt
+    naive = ctx.layer({"class": "concat", "from": [(a, da), (b, db)], "out_dim": tt}, dims, dtype=a.dtype,
+                      helper="naive")
+    from .index import range_ref
+
+    pos = range_ref(ctx, tt, helper="pos")
+    la, lb = ctx.size_ref(da, dims), ctx.size_ref(db, dims)
+    batch = [d for d in dims if d.is_batch_dim()]
+    ma = ctx.layer({"class": "reduce", "from": la, "mode": "max", "axes": batch}, [], dtype=torch.int32,
+                   helper="max_len")
+    idx_dims = list(la.dims) + [tt]
+    idx = ctx.eval("(lambda t, l1, m1, l2: tf.where(t < l1, t, tf.where(t < l1 + l2, t - l1 + m1, 0)))("
+                   "tf.cast(source(0), tf.int64), tf.cast(source(1), tf.int64), tf.cast(source(2), tf.int64), "
+                   "tf.cast(source(3), tf.int64))", [pos, la, ma, lb], idx_dims, dtype=torch.int64, helper="idx")
+    out = ctx.layer({"class": "gather", "from": naive, "axis": tt, "position": idx}, dims, dtype=a.dtype,
+                    helper=None if not rest else "pair")
+    return _ragged_cat(ctx, [out] + list(rest), ax) if rest else out
 
 
 @handles(torch.cat, torch.concat, torch.concatenate)
@@ -422,10 +472,25 @@ def stack(ctx, tensors, dim=0, *, out=None):
 def flip(ctx, x, *dims):
     """Reverse the order along ``dims``."""
     r = ctx.ref(x)
-    for k, ax in enumerate(sorted({d % r.ndim for d in _sizes(dims)})):
-        if r.dims[ax].is_dynamic():
-            raise NotImplementedError("flip along a dynamic axis")
-        last = k == len(_sizes(dims)) - 1
-        r = ctx.eval("tf.reverse(source(0), axis=[{axis}])", [r], r.dims, axis=r.dims[ax],
-                     helper=None if last else f"flip{k}")
+    axes = sorted({d % r.ndim for d in _sizes(dims)})
+    for k, ax in enumerate(axes):
+        helper = None if k == len(axes) - 1 else f"flip{k}"
+        d = r.dims[ax]
+        if d.is_dynamic():  # reverse each sequence within its own length
+            batch = next((b for b in r.dims if b.is_batch_dim()), None)
+            if batch is None:
+                raise NotImplementedError("flip along a dynamic axis of a tensor without batch axis")
+            length = ctx.size_ref(d, r.dims)
+            r = ctx.eval("tf.reverse_sequence(source(0), tf.cast(source(1, auto_convert=False), tf.int64), "
+                         "seq_axis={axis}, batch_axis={batch})", [r, length], r.dims, dtype=r.dtype, helper=helper,
+                         dims_locals={"axis": d, "batch": batch})
+        else:
+            r = ctx.eval("tf.reverse(source(0), axis=[{axis}])", [r], r.dims, axis=d, dtype=r.dtype, helper=helper)
     return r
+
+
+@handles(torch.cumsum, T.cumsum)
+def cumsum(ctx, x, dim, *, dtype=None, out=None):
+    """Running sum along ``dim`` (per sequence along a dynamic axis)."""
+    r = ctx.cast(ctx.ref(x), ctx.out.dtype)
+    return ctx.layer({"class": "cumsum", "from": r, "axis": r.dims[dim % r.ndim]}, r.dims)
