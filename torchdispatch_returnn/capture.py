@@ -27,7 +27,7 @@ from .handlers import meta
 from .handlers.registry import lookup, target_name
 from .naming import Namer, op_short_name
 from .parity import ParityRecord, ParityReport
-from .tensor import DimInt, Ref, ReturnnTensor, SymShape, plain, wrap
+from .tensor import DimInt, PackedRef, Ref, ReturnnTensor, SymShape, plain, wrap
 
 logger = logging.getLogger("torchdispatch_returnn")
 
@@ -102,8 +102,9 @@ class Capture:
     """The object bound by ``with returnn_capture(...) as net``; see API.md."""
 
     def __init__(self, dynamic_shapes=None, *, train: bool = False, check: bool = True,
-                 atol: float = 1e-5, rtol: float = 1e-5):
+                 atol: float = 1e-5, rtol: float = 1e-5, lengths: dict | None = None):
         self._dynamic_shapes = dynamic_shapes
+        self._lengths_spec = dict(lengths or {})
         self.train = bool(train)
         self.check = check
         self.atol, self.rtol = atol, rtol
@@ -131,6 +132,10 @@ class Capture:
         self._hooks: list = []
         self.ops_seen: set = set()  # torch callables dispatched to a handler
         self._dim_layers: dict[int, str] = {}  # id(dynamic dim) -> a layer that has it
+        self._leaf_stack: list = []  # (module, args, stack depth) of leaf modules being run
+        self._length_args: dict = {}  # forward arg name/position -> dim name (returnn_capture(lengths=...))
+        self._length_values: dict[int, np.ndarray] = {}  # id(dim) -> lengths given at capture time
+        self._forward_args: list = []  # ("input", key) / ("lengths", dim) in forward order
         self._mode: _FactoryMode | None = None
         self.parity: ParityReport | None = None
         self.param_map: dict[str, dict] = {}
@@ -146,7 +151,7 @@ class Capture:
         mm = torch.nn.modules.module
         self._hooks = [
             mm.register_module_forward_pre_hook(self._pre_hook),
-            mm.register_module_forward_hook(self._post_hook, always_call=True),
+            mm.register_module_forward_hook(self._post_hook, always_call=True, with_kwargs=True),
         ]
         self._mode = _FactoryMode(self)
         try:
@@ -316,6 +321,10 @@ class Capture:
             parent = self._module_stack[-1] if self._module_stack else ""
             path = Namer.join(parent, type(module).__name__.lower())
         self._module_stack.append(path)
+        h = lookup(type(module)) if not self._suspended else None
+        if h is not None and h.module:
+            self._leaf_stack.append((module, result if result is not None else args, len(self._module_stack)))
+            self._suspended += 1  # the module's own ops run in plain torch
         return result
 
     def _define_inputs(self, module, args) -> tuple:
@@ -340,8 +349,17 @@ class Capture:
             specs = list(spec) + [None] * (len(args) - len(spec))
         else:
             specs = [None] * len(args)
+        length_pos = {}
+        for k, dim_name in self._lengths_spec.items():
+            i = k if isinstance(k, int) else (names.index(k) if k in names[:len(args)] else None)
+            if i is None or i >= len(args) or not isinstance(args[i], torch.Tensor):
+                raise InputSpecError(f"lengths names argument {k!r}, which is not a positional tensor argument of "
+                                     f"{type(module).__name__}.forward (arguments: {names[:len(args)]})")
+            length_pos[i] = dim_name
         items, positions = [], []
         for i, a in enumerate(args):
+            if i in length_pos:
+                continue
             if isinstance(a, torch.Tensor) and not isinstance(a, torch.nn.Parameter):
                 name = "data" if not items else (names[i] if i < len(names) else f"input{i}")
                 items.append((a, name, specs[i]))
@@ -351,16 +369,49 @@ class Capture:
         new_args = list(args)
         for i, t in zip(positions, self._add_inputs(items)):
             new_args[i] = t
+        for i, dim_name in sorted(length_pos.items()):
+            new_args[i] = self._length_input(args[i], dim_name)
+        self._forward_args = [("lengths", length_pos[i]) if i in length_pos else ("input", None)
+                              for i in sorted(positions + list(length_pos))]
         return tuple(new_args)
+
+    def _length_input(self, t: torch.Tensor, dim_name: str) -> ReturnnTensor:
+        """A forward argument holding the lengths of dim ``dim_name``: the dim's own lengths."""
+        dim = self._named_dims.get(dim_name)
+        if dim is None:
+            raise InputSpecError(f"lengths refers to dim {dim_name!r}, which no input axis has in dynamic_shapes")
+        t = plain(t)
+        n_batch = self.dims.size(batch_dim)
+        if t.dim() != 1 or t.shape[0] != n_batch or t.dtype.is_floating_point:
+            raise InputSpecError(f"lengths of {dim_name!r} must be an integer tensor of shape ({n_batch},), got "
+                                 f"{tuple(t.shape)} {t.dtype}")
+        if int(t.max()) > self.dims.size(dim) or int(t.min()) < 0:
+            raise InputSpecError(f"lengths of {dim_name!r} must lie in [0, {self.dims.size(dim)}]")
+        self._length_values[id(dim)] = t.numpy().astype(np.int32)
+        with self.graph.as_default():
+            ref = self.build(f"{dim_name}_lengths", {"class": "length", "from": self._dim_layers[id(dim)],
+                                                     "axis": dim}, (batch_dim,), t.dtype)
+        return wrap(t, ref, self)
 
     def _post_hook(self, module, args, *rest):
         output = rest[-1] if rest else None
+        kwargs = rest[0] if len(rest) == 2 else {}
+        leaf = None
+        if self._leaf_stack and self._leaf_stack[-1][0] is module and \
+                self._leaf_stack[-1][2] == len(self._module_stack):
+            leaf = self._leaf_stack.pop()
+            self._suspended -= 1
         if self._module_stack:
             path = self._module_stack.pop()
         else:
             return None
         if not self.active or output is None:
             return None
+        if leaf is not None:
+            output = self._run_module_handler(module, path, leaf[1], kwargs, output)
+            if not self._module_stack and not self._explicit_outputs:
+                self._root_outputs = output
+            return output
         if not self._module_stack:
             if not self._explicit_outputs:
                 self._root_outputs = output
@@ -369,6 +420,23 @@ class Capture:
             ref = self._named_copy(path, output._rt_ref)
             return wrap(plain(output), ref, self)
         return None
+
+    def _run_module_handler(self, module, path, args, kwargs, output):
+        h = lookup(type(module))
+        self.ops_seen.add(type(module))
+        ctx = OpContext(self, type(module), output, path or type(module).__name__.lower())
+        self._suspended += 1
+        try:
+            with self.graph.as_default():
+                res = h.fn(ctx, module, args, kwargs, output)
+        except (CaptureError, NotImplementedError):
+            raise
+        except Exception as e:
+            raise CaptureError(f"module handler for {target_name(type(module))} ({path or '<root>'!r}) failed at "
+                               f"{user_location()}: {type(e).__name__}: {e}") from e
+        finally:
+            self._suspended -= 1
+        return self._wrap(type(module), output, res, ())
 
     def _named_copy(self, path: str, ref: Ref) -> Ref:
         """A ``copy`` layer named by a module path, so the net dict mirrors the module tree."""
@@ -414,6 +482,10 @@ class Capture:
 
     def _wrap(self, func, out, res, args):
         if isinstance(out, torch.Tensor):
+            if res is None:  # a tensor the network does not need (e.g. PackedSequence.batch_sizes)
+                return out
+            if isinstance(res, PackedRef):
+                return wrap(out, res, self)
             if not isinstance(res, Ref):
                 raise CaptureError(f"handler for {target_name(func)} returned {res!r}, expected a Ref")
             if tuple(res.shape) != tuple(out.shape):
@@ -576,9 +648,12 @@ class Capture:
 
 
 def returnn_capture(dynamic_shapes=None, *, train: bool = False, check: bool = True,
-                    atol: float = 1e-5, rtol: float = 1e-5) -> Capture:
-    """Capture the PyTorch code run in the ``with`` block as a RETURNN network (see API.md)."""
-    return Capture(dynamic_shapes, train=train, check=check, atol=atol, rtol=rtol)
+                    atol: float = 1e-5, rtol: float = 1e-5, lengths: dict | None = None) -> Capture:
+    """Capture the PyTorch code run in the ``with`` block as a RETURNN network (see API.md).
+
+    ``lengths``: forward arguments (by name or position) that hold the sequence lengths of a dynamic
+    dim, e.g. ``{"lengths": "time"}``: that argument becomes the dim's lengths in the network."""
+    return Capture(dynamic_shapes, train=train, check=check, atol=atol, rtol=rtol, lengths=lengths)
 
 
 def _dim_name(name) -> Any:

@@ -40,12 +40,40 @@ def finish_capture(cap: "Capture") -> None:
     _load_weights(cap)
     cap.parity = ParityReport(records=cap._records, atol=cap.atol, rtol=cap.rtol)
     if cap._records:
-        feed = _feed(cap, [cap._inputs[k][0] for k in cap._input_order])
+        feed = _feed(cap, [cap._inputs[k][0] for k in cap._input_order], use_capture_lengths=True)
         fetches = [_fetch(cap, r.layer, r.ref) for r in cap._records]
-        values = cap.session.run(fetches, feed_dict=feed)
-        for rec, val in zip(cap._records, values):
-            compare(rec, val, cap.atol, cap.rtol)
+        masked = bool(cap._length_values)  # lengths given at capture: compare the valid frames only
+        dyn = {}
+        if masked:
+            for r in cap._records:
+                for d in r.ref.dims:
+                    if d.is_dynamic() and not d.is_batch_dim() and d.dyn_size_ext is not None:
+                        dyn[id(d)] = d.dyn_size_ext.placeholder
+        values = cap.session.run(fetches + list(dyn.values()), feed_dict=feed)
+        lens = dict(zip(dyn, values[len(fetches):]))
+        for rec, val in zip(cap._records, values[:len(fetches)]):
+            mask = _valid_mask(rec.ref, lens) if masked else None
+            compare(rec, val, cap.atol, cap.rtol, mask=mask)
             rec.value = None if rec.ok else rec.value  # keep memory low; failures keep the torch value
+
+
+def _valid_mask(ref: Ref, lens: dict):
+    """Boolean mask (torch order) of the frames within each sequence's length, or None."""
+    batch = [i for i, d in enumerate(ref.dims) if d.is_batch_dim()]
+    if not batch:
+        return None
+    mask = np.ones(ref.shape, dtype=bool)
+    for ax, d in enumerate(ref.dims):
+        lengths = lens.get(id(d))
+        if lengths is None or np.ndim(lengths) != 1:
+            continue
+        pos = np.arange(ref.shape[ax])
+        shape = [1] * len(ref.shape)
+        shape[ax] = ref.shape[ax]
+        bshape = [1] * len(ref.shape)
+        bshape[batch[0]] = ref.shape[batch[0]]
+        mask &= pos.reshape(shape) < np.asarray(lengths).reshape(bshape)
+    return mask
 
 
 def _root_output_refs(cap) -> list[tuple[str, Ref]]:
@@ -78,7 +106,7 @@ def _fetch(cap, layer_name: str, ref: Ref):
     return cache[key]
 
 
-def _feed(cap, arrays: list, seq_lens: dict | None = None) -> dict:
+def _feed(cap, arrays: list, seq_lens: dict | None = None, use_capture_lengths: bool = False) -> dict:
     if len(arrays) != len(cap._input_order):
         raise InputSpecError(f"expected {len(cap._input_order)} input(s) ({cap._input_order}), got {len(arrays)}")
     feed = {}
@@ -98,6 +126,8 @@ def _feed(cap, arrays: list, seq_lens: dict | None = None) -> dict:
         for ax, d in enumerate(dims):
             if d.is_dynamic() and not d.is_batch_dim() and id(d) not in fed_dims:
                 lens = (seq_lens or {}).get(d.description)
+                if lens is None and use_capture_lengths:
+                    lens = cap._length_values.get(id(d))
                 if lens is None:
                     lens = np.full([n_batch], arr.shape[ax], dtype=np.int32)
                 lens = np.asarray(_np(lens), dtype=np.int32)
@@ -116,10 +146,24 @@ def _np(x) -> np.ndarray:
 
 
 def run(cap, *inputs, seq_lens: dict | None = None):
-    """Run the live network; returns numpy arrays in torch axis order (one, or a tuple)."""
+    """Run the live network; returns numpy arrays in torch axis order (one, or a tuple).
+
+    ``inputs``: the extern data in order, or all tensor arguments of the forward call in order when
+    some of them are lengths (``returnn_capture(lengths=...)``); ``seq_lens``: {dim name: lengths}."""
     if cap.parity is None:
         raise CaptureError("run() is available after the capture block has finished")
-    feed = _feed(cap, list(inputs), seq_lens)
+    inputs = list(inputs)
+    lengths_args = [kind for kind in cap._forward_args if kind[0] == "lengths"]
+    if lengths_args and len(inputs) == len(cap._forward_args):
+        seq_lens = dict(seq_lens or {})
+        data = []
+        for (kind, dim_name), x in zip(cap._forward_args, inputs):
+            if kind == "lengths":
+                seq_lens[dim_name] = _np(x)
+            else:
+                data.append(x)
+        inputs = data
+    feed = _feed(cap, inputs, seq_lens)
     fetches = [_fetch(cap, name, ref) for name, ref in cap._outputs]
     values = cap.session.run(fetches, feed_dict=feed)
     return values[0] if len(values) == 1 else tuple(values)

@@ -66,8 +66,8 @@ class ParityReport:
                 f"max abs diff {first.max_abs_diff:.3g}\n{self}")
 
 
-def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: float) -> None:
-    """Fill ``max_abs_diff`` and ``ok`` of ``record``."""
+def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: float, mask=None) -> None:
+    """Fill ``max_abs_diff`` and ``ok`` of ``record`` (only where ``mask`` is True, if given)."""
     expected = record.value.detach().cpu().numpy()
     got = np.asarray(returnn_value)
     if got.shape != expected.shape:
@@ -75,6 +75,9 @@ def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: 
         record.max_abs_diff = float("inf")
         record.note = f"shape {got.shape} != torch {expected.shape}"
         return
+    if mask is not None and mask.shape == expected.shape:
+        expected, got = expected[mask], got[mask]
+        record.note = "valid frames"
     if expected.size == 0:
         record.ok, record.max_abs_diff = True, 0.0
         return

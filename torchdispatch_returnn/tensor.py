@@ -36,6 +36,15 @@ class Ref:
         return Ref(self.name, tuple(dims), self.shape, self.dtype)
 
 
+@dataclass(frozen=True)
+class PackedRef(Ref):
+    """``PackedSequence.data`` of a captured padded tensor: no layer of its own; ``padded`` is the
+    padded tensor (dims in torch order, batch-first or time-major as packed), ``lengths`` its lengths."""
+
+    padded: Ref | None = None
+    batch_first: bool = True
+
+
 class DimInt(int):
     """A size of a dynamic axis: an ``int`` for torch that also carries its RETURNN ``Dim``."""
 

@@ -24,6 +24,7 @@ class Handler:
     factory: bool
     file: str
     line: int
+    module: bool = False  # a leaf-module handler: fn(ctx, module, args, kwargs, output)
 
 
 _HANDLERS: dict = {}
@@ -44,7 +45,16 @@ def target_name(target) -> str:
     return f"{mod}.{qual}" if mod else qual
 
 
-def handles(*targets, factory: bool = False):
+def handles_module(*classes):
+    """Register a leaf-module handler for exact ``nn.Module`` classes (a subclass is traced through).
+
+    The module's forward runs in plain torch (ops inside are not captured); the handler gets
+    ``(ctx, module, args, kwargs, output)`` and returns Refs in the structure of ``output``.
+    """
+    return handles(*classes, module=True)
+
+
+def handles(*targets, factory: bool = False, module: bool = False):
     """Register the decorated function as the handler of ``targets``.
 
     ``factory=True`` marks functions that create tensors without a tensor argument
@@ -56,7 +66,8 @@ def handles(*targets, factory: bool = False):
 
     def deco(fn):
         code = fn.__code__
-        h = Handler(fn, tuple(targets), factory, inspect.getsourcefile(fn) or code.co_filename, code.co_firstlineno)
+        h = Handler(fn, tuple(targets), factory, inspect.getsourcefile(fn) or code.co_filename, code.co_firstlineno,
+                    module)
         for t in targets:
             if t in _HANDLERS:
                 old = _HANDLERS[t]
