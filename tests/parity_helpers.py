@@ -136,6 +136,10 @@ class Fn(torch.nn.Module):
 COVERED: set = set()
 
 
+def _batch_axis(spec) -> int:
+    return next((ax for ax, name in (spec or {}).items() if name == "batch"), 0)
+
+
 def garbage_batch(case: Case, lens: list[int], seed: int = 0) -> list[torch.Tensor]:
     """Inputs for a padded batch: each sequence i is valid up to lens[i] along every dynamic axis
     named "time"; the padding holds large garbage values (not zeros)."""
@@ -149,7 +153,7 @@ def garbage_batch(case: Case, lens: list[int], seed: int = 0) -> list[torch.Tens
                 continue
             for b, n in enumerate(lens):
                 idx = [slice(None)] * x.dim()
-                idx[0], idx[ax] = b, slice(n, None)
+                idx[_batch_axis(spec)], idx[ax] = b, slice(n, None)
                 if x.dtype.is_floating_point:
                     x[tuple(idx)] = 100.0 + 50.0 * torch.randn(x[tuple(idx)].shape, generator=g)
                 else:
@@ -162,7 +166,7 @@ def _single(case: Case, xs, b: int, n: int) -> list[torch.Tensor]:
     for i, x in enumerate(xs):
         spec = (case.dyn or ())[i] if case.dyn and i < len(case.dyn) else None
         idx = [slice(None)] * x.dim()
-        idx[0] = slice(b, b + 1)
+        idx[_batch_axis(spec)] = slice(b, b + 1)
         for ax, name in (spec or {}).items():
             if name == "time":
                 idx[ax] = slice(0, n)

@@ -27,7 +27,7 @@ from .handlers import meta
 from .handlers.registry import lookup, target_name
 from .naming import Namer, op_short_name
 from .parity import ParityRecord, ParityReport
-from .tensor import DimInt, PackedRef, Ref, ReturnnTensor, SymShape, plain, wrap
+from .tensor import DimInt, PackedRef, Ref, ReturnnTensor, SymShape, UnsortedRef, plain, wrap
 
 logger = logging.getLogger("torchdispatch_returnn")
 
@@ -76,10 +76,12 @@ class _FactoryMode(TorchFunctionMode):
             flat = list(_flat(args, kwargs))
             if not any(isinstance(t, ReturnnTensor) for t in flat) and not _is_inplace(func):
                 h = lookup(func)
-                # factories, and ops on parameters/buffers or with dynamic sizes (``self.pe[:x.size(1)]``)
-                if h is not None and (h.factory or any(
+                # factories with dynamic sizes (``torch.arange(x.shape[1])``), ops on parameters/buffers or
+                # with dynamic sizes (``self.pe[:x.size(1)]``); static factories stay plain torch and
+                # become constants where they meet captured tensors
+                if h is not None and any(
                         isinstance(t, DimInt) and t.capture is cap or isinstance(t, torch.Tensor) and cap.is_param(t)
-                        for t in flat)):
+                        for t in flat):
                     return cap.dispatch(func, args, kwargs)
         return func(*args, **kwargs)
 
@@ -484,7 +486,7 @@ class Capture:
         if isinstance(out, torch.Tensor):
             if res is None:  # a tensor the network does not need (e.g. PackedSequence.batch_sizes)
                 return out
-            if isinstance(res, PackedRef):
+            if isinstance(res, (PackedRef, UnsortedRef)):  # no layer of its own / torch's batch order differs
                 return wrap(out, res, self)
             if not isinstance(res, Ref):
                 raise CaptureError(f"handler for {target_name(func)} returned {res!r}, expected a Ref")

@@ -73,7 +73,8 @@ class OpContext:
              helper: str | None = None, axis: Dim | None = None, dims_locals: dict | None = None) -> Ref:
         """An ``eval`` layer: ``expr`` in ``source(i)`` over ``inputs`` (broadcast by dims).
         ``{axis}`` in ``expr`` stands for the RETURNN axis index of the dim ``axis``."""
-        dtype = dtype if dtype is not None else self.out.dtype
+        if dtype is None:
+            dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else inputs[0].dtype
         d = {"class": "eval", "from": list(inputs), "eval": expr, "allow_broadcast_all_sources": True,
              "out_type": {"dtype": tf_dtype(dtype)}}
         if axis is not None:

@@ -45,6 +45,12 @@ class PackedRef(Ref):
     batch_first: bool = True
 
 
+@dataclass(frozen=True)
+class UnsortedRef(Ref):
+    """A tensor torch holds in length-sorted batch order while the network keeps the original order
+    (``pack_padded_sequence(enforce_sorted=False)``); the later un-sort is the identity."""
+
+
 class DimInt(int):
     """A size of a dynamic axis: an ``int`` for torch that also carries its RETURNN ``Dim``."""
 

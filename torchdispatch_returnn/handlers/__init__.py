@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     pad,
     pool,
     reduce,
+    rnn,
     shape,
 )
 from .registry import all_handlers, handles, lookup, register, unregister

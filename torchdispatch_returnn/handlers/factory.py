@@ -131,7 +131,11 @@ def _tf(dtype):
 
 @handles(torch.tensor, torch.as_tensor, torch.from_numpy, torch.asarray, factory=True)
 def tensor(ctx, data, *args, **kwargs):
-    """A constant from Python/numpy data."""
+    """A constant from Python/numpy data (a captured tensor passed in stays itself)."""
+    from ..tensor import ReturnnTensor
+
+    if isinstance(data, ReturnnTensor) and data._rt_capture is ctx.capture:
+        return ctx.cast(ctx.ref(data), ctx.out.dtype)
     return ctx.const(ctx.out.detach().clone(), [ctx.dims.static(s, f"{ctx.op_name}_dim{i}")
                                                 for i, s in enumerate(ctx.out.shape)])
 

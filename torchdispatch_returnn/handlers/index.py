@@ -100,6 +100,13 @@ def getitem(ctx, x, idx):
             t = it if isinstance(it, torch.Tensor) else torch.tensor(it)
             if t.dtype == torch.bool:
                 raise NotImplementedError("boolean mask indexing (data-dependent shape)")
+            from .rnn import batch_permutation
+
+            perm = batch_permutation(ctx, x, ax, t) if len(items) == 1 else None
+            if perm is not None:
+                r = perm
+                ax += 1
+                continue
             pos = ctx.ref(t)
             if any(pd in r.dims for pd in pos.dims):
                 raise NotImplementedError("index tensor sharing an axis with the indexed tensor")
@@ -125,6 +132,11 @@ def embedding(ctx, input, weight, padding_idx=None, max_norm=None, norm_type=2.0
 def index_select(ctx, x, dim, index):
     """Entries at ``index`` (1-D) along ``dim``."""
     r = ctx.ref(x)
-    pos = ctx.ref(index)
     ax = dim % r.ndim
+    from .rnn import batch_permutation
+
+    perm = batch_permutation(ctx, x, ax, index)
+    if perm is not None:
+        return perm
+    pos = ctx.ref(index)
     return _gather(ctx, r, ax, pos, pos.dims)

@@ -405,7 +405,7 @@ def unbind(ctx, x, dim=0):
                  for k in range(r.shape[ax]))
 
 
-def cat_refs(ctx, refs, ax):
+def cat_refs(ctx, refs, ax, helper=None):
     first = refs[0]
     refs = [first] + [ctx.rename(r, {d: t for i, (d, t) in enumerate(zip(r.dims, first.dims)) if i != ax})
                       for r in refs[1:]]
@@ -419,7 +419,14 @@ def cat_refs(ctx, refs, ax):
     dims = list(first.dims)
     dims[ax] = out_dim
     return ctx.layer({"class": "concat", "from": [(r, r.dims[ax]) for r in refs], "out_dim": out_dim}, dims,
-                     dtype=first.dtype)
+                     dtype=first.dtype, helper=helper)
+
+
+def stack_refs(ctx, refs, ax, helper=None):
+    """Stack refs along a new axis ``ax``."""
+    if len(refs) == 1:
+        return ctx.unsqueeze(refs[0], ax)
+    return cat_refs(ctx, [ctx.unsqueeze(r, ax) for r in refs], ax, helper=helper)
 
 
 def _ragged_cat(ctx, refs, ax, helper=None):
@@ -463,9 +470,7 @@ def cat(ctx, tensors, dim=0, *, out=None):
 def stack(ctx, tensors, dim=0, *, out=None):
     """Stack along a new axis ``dim``."""
     refs = [ctx.cast(ctx.ref(t), ctx.out.dtype) for t in tensors]
-    ax = dim % (refs[0].ndim + 1)
-    refs = [ctx.unsqueeze(r, ax) for r in refs]
-    return cat_refs(ctx, refs, ax)
+    return stack_refs(ctx, refs, dim % (refs[0].ndim + 1))
 
 
 @handles(torch.flip, T.flip)

@@ -1,0 +1,352 @@
+"""Recurrent layers.
+
+``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` are leaf modules: each layer and direction becomes a RETURNN
+``rec`` layer whose unit is a small subnetwork with torch's own cell equations (gate order and
+biases as in torch) and the torch weights as variables (torch layout, no transform), so it runs on
+a CPU without compiling native ops. The input projection runs outside the loop. RETURNN runs each
+sequence for its own length (backward direction reversed per sequence); final states are taken at
+each sequence's own last frame. ``PackedSequence`` in and out (``pack_padded_sequence``,
+``pad_packed_sequence``, also with ``enforce_sorted=False``) map to the padded tensor plus the
+dim's lengths. ``LSTMCell``/``GRUCell``/``RNNCell`` called in a Python loop are unrolled.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import PackedSequence
+
+from ..tensor import PackedRef, Ref, ReturnnTensor, UnsortedRef
+from .registry import handles, handles_module
+
+logger = logging.getLogger("torchdispatch_returnn")
+
+_N_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def _unit(ctx, kind, act, w_hh, b_hh, w_hr, g_dim, hh_dim, hc_dim, n_dim, init_h, init_c):
+    """The rec unit dict (one time step) for one layer and direction."""
+    u = {}
+
+    def gate(src, k, name):
+        u[name] = {"class": "gather", "from": src, "axis": n_dim, "position": k}
+
+    u["hp"] = {"class": "dot", "from": ["prev:h", f"base:{w_hh.name}"], "reduce": [hh_dim]}
+    if kind == "GRU":
+        if b_hh is not None:
+            u["hp_b"] = {"class": "eval", "from": ["hp", f"base:{b_hh.name}"], "eval": "source(0) + source(1)"}
+        hp = "hp_b" if b_hh is not None else "hp"
+        u["xs"] = {"class": "split_dims", "from": "data:source", "axis": g_dim, "dims": [n_dim, hc_dim]}
+        u["hs"] = {"class": "split_dims", "from": hp, "axis": g_dim, "dims": [n_dim, hc_dim]}
+        for k, nm in enumerate("rzn"):
+            gate("xs", k, f"x{nm}")
+            gate("hs", k, f"h{nm}")
+        u["r"] = {"class": "eval", "from": ["xr", "hr"], "eval": "tf.sigmoid(source(0) + source(1))"}
+        u["z"] = {"class": "eval", "from": ["xz", "hz"], "eval": "tf.sigmoid(source(0) + source(1))"}
+        u["n"] = {"class": "eval", "from": ["xn", "r", "hn"], "eval": "tf.tanh(source(0) + source(1) * source(2))"}
+        u["hprev"] = {"class": "reinterpret_data", "from": "prev:h", "set_dim_tags": {hh_dim: hc_dim}}
+        u["hc"] = {"class": "eval", "from": ["z", "n", "hprev"],
+                   "eval": "(1.0 - source(0)) * source(1) + source(0) * source(2)"}
+    elif kind == "LSTM":
+        u["g"] = {"class": "eval", "from": ["data:source", "hp"], "eval": "source(0) + source(1)"}
+        u["gs"] = {"class": "split_dims", "from": "g", "axis": g_dim, "dims": [n_dim, hc_dim]}
+        for k, nm in enumerate(["i", "f", "gg", "o"]):
+            gate("gs", k, nm)
+        u["c"] = {"class": "eval", "from": ["f", "prev:c", "i", "gg"], "is_output_layer": True,
+                  "eval": "tf.sigmoid(source(0)) * source(1) + tf.sigmoid(source(2)) * tf.tanh(source(3))"}
+        if init_c is not None:
+            u["c"]["initial_output"] = f"base:{init_c.name}"
+        u["hc"] = {"class": "eval", "from": ["o", "c"], "eval": "tf.sigmoid(source(0)) * tf.tanh(source(1))"}
+    else:
+        u["g"] = {"class": "eval", "from": ["data:source", "hp"] + ([f"base:{b_hh.name}"] if b_hh is not None else []),
+                  "eval": f"tf.nn.{act}({' + '.join(f'source({i})' for i in range(3 if b_hh is not None else 2))})"}
+        u["hc"] = {"class": "reinterpret_data", "from": "g", "set_dim_tags": {g_dim: hc_dim}}
+    if w_hr is not None:
+        u["h"] = {"class": "dot", "from": ["hc", f"base:{w_hr.name}"], "reduce": [hc_dim]}
+    else:
+        u["h"] = {"class": "reinterpret_data", "from": "hc", "set_dim_tags": {hc_dim: hh_dim}}
+    if init_h is not None:
+        u["h"]["initial_output"] = f"base:{init_h.name}"
+    u["output"] = {"class": "copy", "from": "h"}
+    return u
+
+
+def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c, tag):
+    w_ih = ctx.ref(getattr(m, "weight_ih" + sfx))
+    w_hh = ctx.ref(getattr(m, "weight_hh" + sfx))
+    b_ih = ctx.ref(getattr(m, "bias_ih" + sfx)) if m.bias else None
+    b_hh = ctx.ref(getattr(m, "bias_hh" + sfx)) if m.bias else None
+    w_hr = ctx.ref(getattr(m, "weight_hr" + sfx)) if getattr(m, "proj_size", 0) else None
+    g_dim, hh_dim = w_hh.dims
+    n = _N_GATES[kind]
+    hc_dim = ctx.dims.static(m.hidden_size, f"{ctx.op_name}{tag}_cell")
+    n_dim = ctx.dims.static(n, f"{ctx.op_name}{tag}_gates")
+    from .linear import dot
+
+    w_ih = ctx.rename(w_ih, {w_ih.dims[0]: g_dim})
+    xp = dot(ctx, inp, w_ih, [], [(inp.dims.index(f_dim), 1)],
+             [("a", inp.dims.index(b_dim)), ("a", inp.dims.index(t_dim)), ("b", 0)], helper=f"x{tag}")
+    # both biases go into the input projection, except GRU's b_hh (scaled by the reset gate in the loop)
+    biases = [b for b in ((b_ih, b_hh) if kind != "GRU" else (b_ih,)) if b is not None]
+    if biases:
+        bs = [ctx.rename(b, {b.dims[0]: g_dim}) for b in biases]
+        xp = ctx.eval(" + ".join(f"source({i})" for i in range(len(bs) + 1)), [xp] + bs, xp.dims, helper=f"xb{tag}")
+    b_hh = ctx.rename(b_hh, {b_hh.dims[0]: g_dim}) if kind == "GRU" and b_hh is not None else None
+    if direction == -1:  # a subnetwork unit runs forward only: reverse each sequence around it
+        xp = _reverse(ctx, xp, t_dim, b_dim, f"xrev{tag}")
+    if w_hr is not None:
+        w_hr = ctx.rename(w_hr, {w_hr.dims[0]: hh_dim, w_hr.dims[1]: hc_dim})
+    if init_h is not None:
+        init_h = ctx.rename(init_h, {init_h.dims[1]: hh_dim})
+    if init_c is not None:
+        init_c = ctx.rename(init_c, {init_c.dims[1]: hc_dim})
+    unit = _unit(ctx, kind, act, w_hh, b_hh, w_hr, g_dim, hh_dim, hc_dim, n_dim, init_h, init_c)
+    seq = ctx.layer({"class": "rec", "from": xp, "axis": t_dim, "unit": unit}, [t_dim, b_dim, hh_dim],
+                    helper=f"rec{tag}")
+    # final states at each sequence's own last frame (of the reversed run for the backward direction)
+    length = ctx.size_ref(t_dim, [b_dim])
+    pos = ctx.eval("source(0) - 1", [length], [b_dim], dtype=torch.int32, helper=f"last{tag}")
+    h_n = ctx.layer({"class": "gather", "from": seq, "axis": t_dim, "position": pos}, [b_dim, hh_dim],
+                    helper=f"h_n{tag}")
+    c_n = None
+    if kind == "LSTM":
+        c_seq = Ref(f"{seq.name}/c", (t_dim, b_dim, hc_dim), (seq.shape[0], seq.shape[1], m.hidden_size),
+                    seq.dtype)
+        c_n = ctx.layer({"class": "gather", "from": c_seq, "axis": t_dim, "position": pos}, [b_dim, hc_dim],
+                        helper=f"c_n{tag}")
+    if direction == -1:
+        seq = _reverse(ctx, seq, t_dim, b_dim, f"rev{tag}")
+    return seq, h_n, c_n
+
+
+def _reverse(ctx, r, t_dim, b_dim, helper):
+    """Each sequence reversed within its own length."""
+    length = ctx.size_ref(t_dim, [b_dim])
+    return ctx.eval("tf.reverse_sequence(source(0), tf.cast(source(1, auto_convert=False), tf.int64), "
+                    "seq_axis={axis}, batch_axis={batch})", [r, length], r.dims, dtype=r.dtype, helper=helper,
+                    dims_locals={"axis": t_dim, "batch": b_dim})
+
+
+def _state_slices(ctx, state, count, b_dim, tag):
+    """(L*D, B, H) initial state -> one [B, H] ref per layer and direction."""
+    if state is None:
+        return [None] * count
+    r = ctx.ref(state)
+    if r.ndim != 3:
+        raise NotImplementedError("initial states of an unbatched RNN")
+    r = ctx.rename(r, {r.dims[1]: b_dim})
+    return [ctx.layer({"class": "gather", "from": r, "axis": r.dims[0], "position": k}, [b_dim, r.dims[2]],
+                      helper=f"{tag}{k}") for k in range(count)]
+
+
+@handles_module(nn.LSTM, nn.GRU, nn.RNN)
+def rnn_module(ctx, m, args, kwargs, output):
+    """LSTM/GRU/RNN: num_layers, bidirectional, batch_first, bias, proj_size, initial states,
+    final states, PackedSequence input and output."""
+    kind = type(m).__name__
+    act = "tanh" if kind != "RNN" or m.nonlinearity == "tanh" else "relu"
+    x = args[0]
+    hx = args[1] if len(args) > 1 else kwargs.get("hx")
+    if m.training and m.dropout and m.num_layers > 1:
+        raise NotImplementedError(f"{kind} with dropout between layers in training mode")
+    packed = isinstance(x, PackedSequence)
+    if packed:
+        pr = x.data._rt_ref if isinstance(x.data, ReturnnTensor) else None
+        if not isinstance(pr, PackedRef):
+            raise NotImplementedError("PackedSequence not made by pack_padded_sequence of a captured tensor")
+        inp, batch_first = pr.padded, pr.batch_first
+    else:
+        inp, batch_first = ctx.ref(x), m.batch_first
+    if inp.ndim != 3:
+        raise NotImplementedError(f"unbatched {kind} input")
+    b_dim, t_dim = (inp.dims[0], inp.dims[1]) if batch_first else (inp.dims[1], inp.dims[0])
+    f_dim = inp.dims[2]
+    if not t_dim.is_dynamic():
+        logger.info("%s over a static time axis of size %d", kind, inp.shape[1 if batch_first else 0])
+    n_dir = 2 if m.bidirectional else 1
+    count = m.num_layers * n_dir
+    h0, c0 = (hx if kind == "LSTM" else (hx, None)) if hx is not None else (None, None)
+    init_h = _state_slices(ctx, h0, count, b_dim, "h0_")
+    init_c = _state_slices(ctx, c0, count, b_dim, "c0_")
+    finals_h, finals_c = [], []
+    seq = inp
+    for layer in range(m.num_layers):
+        outs = []
+        for d in range(n_dir):
+            k = layer * n_dir + d
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            tag = f"_l{layer}" + ("_bw" if d else "")
+            s, h_n, c_n = _direction(ctx, kind, act, seq, f_dim, t_dim, b_dim, m, sfx, -1 if d else 1,
+                                     init_h[k], init_c[k], tag)
+            outs.append(s)
+            finals_h.append(h_n)
+            finals_c.append(c_n)
+        if n_dir == 1:
+            seq = outs[0]
+        else:
+            from .shape import cat_refs
+
+            seq = cat_refs(ctx, outs, 2, helper=f"cat_l{layer}")
+        f_dim = seq.dims[2]
+    order = [b_dim, t_dim, f_dim] if batch_first else [t_dim, b_dim, f_dim]
+    seq = ctx.transpose_to(seq, order)
+    if packed:
+        out_seq = PackedRef(seq.name, seq.dims, tuple(output[0].data.shape), seq.dtype, padded=seq,
+                            batch_first=batch_first)
+        out_seq = (out_seq, None, None, None)
+    else:
+        out_seq = ctx.layer({"class": "copy", "from": seq}, seq.dims, dtype=seq.dtype, helper="output")
+    from .shape import stack_refs
+
+    h_n = stack_refs(ctx, finals_h, 0, helper="h_n")
+    if kind == "LSTM":
+        c_n = stack_refs(ctx, finals_c, 0, helper="c_n")
+        return out_seq, (h_n, c_n)
+    return out_seq, h_n
+
+
+@handles(torch._VF._pack_padded_sequence)
+def pack_padded(ctx, input, lengths, batch_first):
+    """PackedSequence data: the padded tensor itself (its dim's lengths must be ``lengths``)."""
+    r = ctx.ref(input)
+    t_dim = r.dims[1] if batch_first else r.dims[0]
+    _check_lengths(ctx, lengths, t_dim, r)
+    data = PackedRef(r.name, r.dims, tuple(ctx.out[0].shape), r.dtype, padded=Ref(r.name, r.dims, r.shape, r.dtype),
+                     batch_first=batch_first)
+    return data, None
+
+
+def _check_lengths(ctx, lengths, t_dim, r):
+    if isinstance(lengths, ReturnnTensor) and lengths._rt_capture is ctx.capture:
+        return
+    vals = torch.as_tensor(lengths).tolist()
+    if not t_dim.is_dynamic() or any(int(v) != r.shape[r.dims.index(t_dim)] for v in vals):
+        raise NotImplementedError(
+            "pack_padded_sequence with lengths that are not the sequence lengths of a dynamic dim: pass the "
+            "lengths as a forward argument tied with returnn_capture(lengths={...})")
+
+
+@handles(torch._VF._pad_packed_sequence)
+def pad_packed(ctx, data, batch_sizes, batch_first, padding_value, total_length):
+    """The padded tensor (and lengths) of a PackedSequence made in the capture."""
+    pr = data._rt_ref if isinstance(data, ReturnnTensor) else None
+    if not isinstance(pr, PackedRef):
+        raise NotImplementedError("pad_packed_sequence of a PackedSequence not made in the capture")
+    seq = pr.padded
+    b_dim, t_dim = (seq.dims[0], seq.dims[1]) if pr.batch_first else (seq.dims[1], seq.dims[0])
+    order = [b_dim, t_dim, seq.dims[2]] if batch_first else [t_dim, b_dim, seq.dims[2]]
+    seq = ctx.transpose_to(seq, order)
+    if padding_value:
+        seq = ctx.layer({"class": "seq_len_mask", "from": seq, "axis": t_dim, "mask_value": float(padding_value)},
+                        seq.dims, helper="padded")
+    else:
+        seq = ctx.layer({"class": "seq_len_mask", "from": seq, "axis": t_dim, "mask_value": 0.0}, seq.dims,
+                        helper="padded")
+    lengths = ctx.cast(ctx.size_ref(t_dim, [b_dim]), torch.int64)
+    return UnsortedRef(seq.name, seq.dims, seq.shape, seq.dtype), \
+        UnsortedRef(lengths.name, lengths.dims, lengths.shape, lengths.dtype)
+
+
+@handles(torch.sort, torch.Tensor.sort)
+def sort(ctx, x, dim=-1, descending=False, stable=False, *, out=None):
+    """Sorting sequence lengths over the batch axis (``pack_padded_sequence(enforce_sorted=False)``):
+    the network keeps the original order, so the values stand for the unsorted tensor."""
+    r = ctx.ref(x)
+    if r.ndim != 1 or not r.dims[0].is_batch_dim():
+        raise NotImplementedError("torch.sort other than of per-sequence values over the batch axis")
+    return UnsortedRef(r.name, r.dims, r.shape, r.dtype), None
+
+
+def batch_permutation(ctx, x, ax, index):
+    """index_select over the batch axis with a plain permutation: the length sort/unsort of packing."""
+    r = ctx.ref(x)
+    if not (r.dims[ax].is_batch_dim() and isinstance(index, torch.Tensor) and not isinstance(index, ReturnnTensor)):
+        return None
+    if sorted(index.tolist()) != list(range(r.shape[ax])):
+        return None
+    if isinstance(r, UnsortedRef):  # un-sorting: back to the order the network has anyway
+        return Ref(r.name, r.dims, r.shape, r.dtype)
+    return UnsortedRef(r.name, r.dims, r.shape, r.dtype)
+
+
+def _cell(ctx, kind, x, hx, w_ih, w_hh, b_ih, b_hh):
+    from .linear import dot
+
+    xr = ctx.ref(x)
+    if xr.ndim != 2:
+        raise NotImplementedError(f"unbatched {kind} cell")
+    b_dim = xr.dims[0]
+    wi, wh = ctx.ref(w_ih), ctx.ref(w_hh)
+    h, c = (hx if kind == "lstm" else (hx, None))
+    hr = ctx.ref(h)
+    hr = ctx.rename(hr, {hr.dims[0]: b_dim, hr.dims[1]: wh.dims[1]})
+    wi = ctx.rename(wi, {wi.dims[0]: wh.dims[0]})
+    xp = dot(ctx, xr, wi, [], [(1, 1)], [("a", 0), ("b", 0)], helper="x")
+    hp = dot(ctx, hr, wh, [], [(1, 1)], [("a", 0), ("b", 0)], helper="h")
+    srcs = [xp, hp] + [ctx.rename(ctx.ref(b), {ctx.ref(b).dims[0]: wh.dims[0]}) for b in (b_ih, b_hh) if b is not None]
+    return xp, hp, srcs, b_dim, wh, hr, c
+
+
+@handles(torch.lstm_cell, torch._VF.lstm_cell)
+def lstm_cell(ctx, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM step (LSTMCell in a Python loop: unrolled, time static)."""
+    logger.warning("LSTMCell in a Python loop is unrolled: the network's time axis is static")
+    xp, hp, srcs, b_dim, wh, hr, c = _cell(ctx, "lstm", x, hx, w_ih, w_hh, b_ih, b_hh)
+    g_dim, h_dim = wh.dims
+    four = ctx.dims.static(4, f"{ctx.op_name}_gates")
+    gates = ctx.eval(" + ".join(f"source({i})" for i in range(len(srcs))), srcs, [b_dim, g_dim], helper="g")
+    gs = ctx.layer({"class": "split_dims", "from": gates, "axis": g_dim, "dims": [four, h_dim]},
+                   [b_dim, four, h_dim], helper="gs")
+    i, f, g, o = (ctx.layer({"class": "gather", "from": gs, "axis": four, "position": k}, [b_dim, h_dim],
+                            helper=nm) for k, nm in enumerate("ifgo"))
+    cr = ctx.ref(c)
+    cr = ctx.rename(cr, {cr.dims[0]: b_dim, cr.dims[1]: h_dim})
+    c_new = ctx.eval("tf.sigmoid(source(0)) * source(1) + tf.sigmoid(source(2)) * tf.tanh(source(3))",
+                     [f, cr, i, g], [b_dim, h_dim], helper="c")
+    h_new = ctx.eval("tf.sigmoid(source(0)) * tf.tanh(source(1))", [o, c_new], [b_dim, h_dim], helper="h_new")
+    return h_new, c_new
+
+
+@handles(torch.gru_cell, torch._VF.gru_cell)
+def gru_cell(ctx, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One GRU step (GRUCell in a Python loop: unrolled)."""
+    logger.warning("GRUCell in a Python loop is unrolled: the network's time axis is static")
+    xp, hp, srcs, b_dim, wh, hr, _ = _cell(ctx, "gru", x, hx, w_ih, w_hh, None, None)
+    g_dim, h_dim = wh.dims
+    if b_ih is not None:
+        bi = ctx.ref(b_ih)
+        xp = ctx.eval("source(0) + source(1)", [xp, ctx.rename(bi, {bi.dims[0]: g_dim})], xp.dims, helper="xb")
+    if b_hh is not None:
+        bh = ctx.ref(b_hh)
+        hp = ctx.eval("source(0) + source(1)", [hp, ctx.rename(bh, {bh.dims[0]: g_dim})], hp.dims, helper="hb")
+    three = ctx.dims.static(3, f"{ctx.op_name}_gates")
+    parts = []
+    for src, nm in ((xp, "x"), (hp, "h")):
+        s = ctx.layer({"class": "split_dims", "from": src, "axis": g_dim, "dims": [three, h_dim]},
+                      [b_dim, three, h_dim], helper=f"{nm}s")
+        parts.append([ctx.layer({"class": "gather", "from": s, "axis": three, "position": k}, [b_dim, h_dim],
+                                helper=f"{nm}{k}") for k in range(3)])
+    (xr_, xz, xn), (hr_, hz, hn) = parts
+    return ctx.eval("(lambda r, z, n: (1.0 - z) * n + z * source(6))(tf.sigmoid(source(0) + source(1)), "
+                    "tf.sigmoid(source(2) + source(3)), tf.tanh(source(4) + tf.sigmoid(source(0) + source(1)) "
+                    "* source(5)))", [xr_, hr_, xz, hz, xn, hn, hr], [b_dim, h_dim])
+
+
+def _rnn_cell(act):
+    def h(ctx, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+        """One Elman RNN step (RNNCell in a Python loop: unrolled)."""
+        _, _, srcs, b_dim, wh, _, _ = _cell(ctx, "rnn", x, hx, w_ih, w_hh, b_ih, b_hh)
+        return _rnn_out(ctx, act, srcs, b_dim, wh)
+    return h
+
+
+def _rnn_out(ctx, act, srcs, b_dim, wh):
+    y = ctx.eval(f"tf.nn.{act}(" + " + ".join(f"source({i})" for i in range(len(srcs))) + ")", srcs,
+                 [b_dim, wh.dims[0]], helper="act")
+    return ctx.rename(y, {wh.dims[0]: wh.dims[1]}) if wh.dims[0] is not wh.dims[1] else y
+
+
+handles(torch.rnn_tanh_cell, torch._VF.rnn_tanh_cell)(_rnn_cell("tanh"))
+handles(torch.rnn_relu_cell, torch._VF.rnn_relu_cell)(_rnn_cell("relu"))
