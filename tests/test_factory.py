@@ -25,6 +25,7 @@ CASES = [
     fc("arange_mask", _mask),
     fc("zeros_dynamic", lambda x: x + torch.zeros(x.shape[0], x.shape[1], 6)),
     fc("ones_static", lambda x: x * torch.ones(6)),
+    fc("ones_dynamic", lambda x: x * torch.ones(x.shape[0], x.shape[1], 1)),
     fc("full", lambda x: x + torch.full((x.shape[0], x.shape[1], 1), 2.0)),
     fc("empty_then_fill", lambda x: torch.empty(x.shape).fill_(0.0) + x if False else x + 1),
     fc("zeros_like", lambda x: torch.zeros_like(x) + x * 2),
@@ -48,3 +49,14 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_factory(case):
     assert_parity(case)
+
+
+def test_tensor_of_dynamic_size_is_refused():
+    from parity_helpers import COVERED
+    from torchdispatch_returnn import returnn_capture
+
+    cap = returnn_capture(dynamic_shapes=({1: "time"},))
+    with pytest.raises(NotImplementedError, match="freeze the traced length"):
+        with cap:
+            Fn(lambda m, x: x * torch.tensor([x.shape[1]]))(torch.randn(2, 5, 3))
+    COVERED.update(cap.ops_seen)

@@ -129,15 +129,12 @@ def _tf(dtype):
     return tf_dtype(dtype)
 
 
-@handles(torch.tensor, torch.as_tensor, torch.from_numpy, torch.asarray, factory=True)
+@handles(torch.tensor, torch.as_tensor, torch.asarray, factory=True)
 def tensor(ctx, data, *args, **kwargs):
-    """A constant from Python/numpy data (a captured tensor passed in stays itself)."""
-    from ..tensor import ReturnnTensor
-
-    if isinstance(data, ReturnnTensor) and data._rt_capture is ctx.capture:
-        return ctx.cast(ctx.ref(data), ctx.out.dtype)
-    return ctx.const(ctx.out.detach().clone(), [ctx.dims.static(s, f"{ctx.op_name}_dim{i}")
-                                                for i, s in enumerate(ctx.out.shape)])
+    """Refused when the data holds a dynamic size (``torch.tensor([x.shape[1]])``): the value would
+    freeze the traced length. (Static data stays plain torch and becomes a constant where used.)"""
+    raise NotImplementedError("torch.tensor/as_tensor of a dynamic size would freeze the traced length; use the "
+                              "size directly in tensor ops (e.g. x.new_full(..., x.shape[1]) or arithmetic)")
 
 
 @handles(T.float, T.double, T.int, T.long, T.bool, T.half, T.short, T.char, T.byte, T.to, T.type_as, T.type)
