@@ -535,7 +535,8 @@ class Capture:
                     if x.is_dynamic() and not x.is_batch_dim() and (
                             x.dyn_size_ext is None or x.dyn_size_ext.raw_tensor is None):
                         x.complete_dyn_size()
-                layer = self.network.construct_layer(self.network.layers_desc, name)
+                with _quiet():
+                    layer = self.network.construct_layer(self.network.layers_desc, name)
         except Exception as e:
             del self.network.layers_desc[name]
             raise CaptureError(f"RETURNN could not build layer {name!r} {d!r}: {type(e).__name__}: {e}") from e
@@ -656,6 +657,25 @@ def returnn_capture(dynamic_shapes=None, *, train: bool = False, check: bool = T
     ``lengths``: forward arguments (by name or position) that hold the sequence lengths of a dynamic
     dim, e.g. ``{"lengths": "time"}``: that argument becomes the dim's lengths in the network."""
     return Capture(dynamic_shapes, train=train, check=check, atol=atol, rtol=rtol, lengths=lengths)
+
+
+class _quiet:
+    """RETURNN prints some notices to stdout; library output goes to logging (debug) instead."""
+
+    def __enter__(self):
+        import contextlib
+        import io
+
+        self._buf = io.StringIO()
+        self._cm = contextlib.redirect_stdout(self._buf)
+        self._cm.__enter__()
+
+    def __exit__(self, *exc):
+        self._cm.__exit__(*exc)
+        text = self._buf.getvalue().strip()
+        if text:
+            logger.debug("RETURNN: %s", text)
+        return False
 
 
 def _dim_name(name) -> Any:

@@ -257,7 +257,9 @@ class ConfigNetwork:
         self.config = cfg
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
-        with self.graph.as_default():
+        from .capture import _quiet
+
+        with self.graph.as_default(), _quiet():
             self.network = TFNetwork(config=cfg, train_flag=False, name="root")
             self.network.construct_from_dict(cfg.typed_value("network"))
             self.network.initialize_params(self.session)

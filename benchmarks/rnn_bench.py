@@ -1,0 +1,91 @@
+"""BLSTM encoder benchmark: conv frontend + 2-layer bidirectional LSTM (512 units), B=8, T=500.
+
+Prints capture seconds, then inference seconds of torch eager vs. the converted RETURNN network
+(live session, full-length batch and a padded batch with sequence lengths), side by side.
+Results go to benchmarks/results/rnn_bench.json; a previous run there is compared against.
+
+    python benchmarks/rnn_bench.py [--batch 8] [--time 500] [--units 512] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from torchdispatch_returnn import returnn_capture  # noqa: E402
+
+
+class BLSTMEncoder(nn.Module):
+    def __init__(self, feat=80, units=512):
+        super().__init__()
+        self.frontend = nn.Sequential(nn.Conv1d(feat, units, 3, padding=1), nn.ReLU(),
+                                      nn.Conv1d(units, units, 3, stride=2, padding=1), nn.ReLU())
+        self.lstm = nn.LSTM(units, units, num_layers=2, bidirectional=True, batch_first=True)
+        self.out = nn.Linear(2 * units, 100)
+
+    def forward(self, x):  # (B, T, F)
+        y = self.frontend(x.transpose(1, 2)).transpose(1, 2)
+        y, _ = self.lstm(y)
+        return self.out(y)
+
+
+def _best(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--time", type=int, default=500)
+    p.add_argument("--units", type=int, default=512)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "rnn_bench.json"))
+    args = p.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = BLSTMEncoder(units=args.units).eval()
+    x = torch.randn(args.batch, args.time, 80)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        with returnn_capture(dynamic_shapes=({1: "time"},)) as net:
+            model(x)
+        t_capture = time.perf_counter() - t0
+        t_torch = _best(lambda: model(x), args.repeat)
+    net.run(x)  # warm-up
+    t_returnn = _best(lambda: net.run(x), args.repeat)
+    lens = np.linspace(args.time, args.time // 2, args.batch).astype("int32")
+    t_returnn_pad = _best(lambda: net.run(x, seq_lens={"time": lens}), args.repeat)
+    res = {"capture_s": t_capture, "torch_s": t_torch, "returnn_s": t_returnn, "returnn_padded_s": t_returnn_pad,
+           "ops": len(net.parity), "layers": len(net.net_dict), "parity_ok": net.parity.ok,
+           "B": args.batch, "T": args.time, "units": args.units}
+    prev = json.load(open(args.out)) if os.path.exists(args.out) else None
+    print(f"conv frontend + 2-layer BLSTM ({args.units} units), B={args.batch}, T={args.time}; best of {args.repeat}")
+    print(f"capture: {t_capture:.2f} s ({res['ops']} ops, {res['layers']} layers, parity "
+          f"{'ok' if net.parity.ok else 'FAILED'})")
+    print(f"{'inference':<28} {'seconds':>8} {'vs torch':>9} {'vs prev':>8}")
+    for key, label in (("torch_s", "torch eager"), ("returnn_s", "RETURNN (full lengths)"),
+                       ("returnn_padded_s", "RETURNN (padded batch)")):
+        vs_prev = f"{res[key] / prev[key]:.2f}x" if prev and key in prev else "-"
+        print(f"{label:<28} {res[key]:>8.3f} {res[key] / t_torch:>8.2f}x {vs_prev:>8}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
