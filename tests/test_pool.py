@@ -33,3 +33,15 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_pool(case):
     assert_parity(case)
+
+
+UNFOLD = [
+    Case("unfold_time", fn(lambda x: x.unfold(2, 4, 2) * 1), [(3, 4, 17)], D),
+    Case("unfold_time_step3", fn(lambda x: x.transpose(1, 2).unfold(1, 5, 3).sum(-1)), [(3, 4, 17)], D),
+    Case("unfold_static", fn(lambda x: x.unfold(1, 2, 2) + 0), [(3, 4, 17)], D),
+]
+
+
+@pytest.mark.parametrize("case", UNFOLD, ids=str)
+def test_unfold(case):
+    assert_parity(case)

@@ -127,3 +127,21 @@ def interpolate(ctx, input, size=None, scale_factor=None, mode="nearest", align_
     for j, i in enumerate(todo):
         r = repeat_axis(ctx, r, 2 + i, factors[i], helper=None if j == len(todo) - 1 else f"up{i}")
     return r
+
+
+@handles(torch.Tensor.unfold)
+def unfold(ctx, x, dimension, size, step):
+    """Sliding windows (framing) along ``dimension``: (..., T, ...) -> (..., n_frames, ..., size);
+    a dynamic axis gives a derived frame count per sequence."""
+    r = ctx.ref(x)
+    ax = dimension % r.ndim
+    d = r.dims[ax]
+    if d.is_dynamic():
+        n_dim = ctx.dims.derive("ceildiv", ctx.dims.derive("sub", d, size - 1), step)
+    else:
+        n_dim = ctx.dims.static((r.shape[ax] - size) // step + 1, f"{ctx.op_name}_frames")
+    w_dim = ctx.dims.static(size, f"{ctx.op_name}_window")
+    dims = list(r.dims)
+    dims[ax] = n_dim
+    return ctx.layer({"class": "window", "from": r, "axis": d, "window_size": size, "window_dim": w_dim,
+                      "stride": step, "padding": "valid", "out_spatial_dim": n_dim}, dims + [w_dim])
