@@ -27,7 +27,7 @@ from .handlers import meta
 from .handlers.registry import lookup, target_name
 from .naming import Namer, op_short_name
 from .parity import ParityRecord, ParityReport
-from .tensor import DimInt, PackedRef, Ref, ReturnnTensor, SymShape, UnsortedRef, plain, wrap
+from .tensor import DimInt, PackedRef, Ref, ReturnnTensor, SymShape, UnsortedRef, _iter_args, plain, wrap
 
 logger = logging.getLogger("torchdispatch_returnn")
 
@@ -73,7 +73,7 @@ class _FactoryMode(TorchFunctionMode):
         kwargs = kwargs or {}
         cap = self.capture
         if cap.active and not cap._suspended and cap.network is not None:
-            flat = list(_flat(args, kwargs))
+            flat = list(_iter_args(args, kwargs))
             if not any(isinstance(t, ReturnnTensor) for t in flat) and not _is_inplace(func):
                 h = lookup(func)
                 # factories with dynamic sizes (``torch.arange(x.shape[1])``), ops on parameters/buffers or
@@ -90,14 +90,6 @@ def _is_inplace(func) -> bool:
     """In-place ops on parameters/buffers (running-stat updates) stay plain torch."""
     name = getattr(func, "__name__", "")
     return name.endswith("_") and not name.endswith("__") or name.startswith("__i")
-
-
-def _flat(args, kwargs):
-    for a in list(args) + list(kwargs.values()):
-        if isinstance(a, (list, tuple)):
-            yield from a
-        else:
-            yield a
 
 
 class Capture:
@@ -134,6 +126,7 @@ class Capture:
         self._hooks: list = []
         self.ops_seen: set = set()  # torch callables dispatched to a handler
         self._dim_layers: dict[int, str] = {}  # id(dynamic dim) -> a layer that has it
+        self._named_dims: dict[str, Dim] = {}  # dynamic dim name (dynamic_shapes) -> Dim
         self._leaf_stack: list = []  # (module, args, stack depth) of leaf modules being run
         self._length_args: dict = {}  # forward arg name/position -> dim name (returnn_capture(lengths=...))
         self._length_values: dict[int, np.ndarray] = {}  # id(dim) -> lengths given at capture time
@@ -275,12 +268,6 @@ class Capture:
             else:
                 dims.append(self.dims.static(t.shape[a], f"{name}_dim{a}"))
         return t, name, {"dim_tags": dims, "dtype": tf_dtype(t.dtype), "available_for_inference": True}
-
-    @property
-    def _named_dims(self) -> dict:
-        if not hasattr(self, "_named_dims_"):
-            self._named_dims_ = {}
-        return self._named_dims_
 
     def input(self, tensor: torch.Tensor, name: str = "data", dynamic: dict | None = None) -> ReturnnTensor:
         """Mark ``tensor`` as a network input (for free functions); returns the tensor to use."""
@@ -517,9 +504,11 @@ class Capture:
         if ref.name in self._recorded_layers or ref.name.startswith("data"):
             return
         self._recorded_layers.add(ref.name)
+        unchecked = _UNCHECKED.get(func) or (_UNCHECKED_TRAIN.get(func) if self.train else None)
         self._records.append(ParityRecord(
             torch_op=target_name(func), module_path=self.scope, layer=ref.name, ref=ref,
-            value=plain(value).detach().clone(), location=user_location()))
+            value=None if unchecked else plain(value).detach().clone(), location=user_location(),
+            check=not unchecked, note=unchecked or ""))
 
     # ------------------------------------------------------------------ layers
     def build(self, name: str, d: dict, dims: tuple, dtype: torch.dtype, *, exact_name: bool = False,
@@ -657,6 +646,14 @@ def returnn_capture(dynamic_shapes=None, *, train: bool = False, check: bool = T
     ``lengths``: forward arguments (by name or position) that hold the sequence lengths of a dynamic
     dim, e.g. ``{"lengths": "time"}``: that argument becomes the dim's lengths in the network."""
     return Capture(dynamic_shapes, train=train, check=check, atol=atol, rtol=rtol, lengths=lengths)
+
+
+_UNCHECKED = {torch.empty: "unchecked: torch.empty values are unspecified",
+              torch.empty_like: "unchecked: torch.empty_like values are unspecified",
+              torch.Tensor.new_empty: "unchecked: new_empty values are unspecified"}
+_UNCHECKED_TRAIN = {f: "unchecked: random in training mode" for f in (
+    torch.nn.functional.dropout, torch.nn.functional.dropout1d, torch.nn.functional.dropout2d,
+    torch.nn.functional.alpha_dropout, torch.nn.functional.feature_alpha_dropout, torch.dropout)}
 
 
 class _quiet:

@@ -99,7 +99,7 @@ def run_demo(out_dir: str = "out/demo", batch: int = 3, time_steps: int = 50, ot
     print(f"parameters: {len(net.param_map)} torch tensors -> TF variables (e.g. "
           f"{next(iter(net.param_map))} -> {next(iter(net.param_map.values()))['tf_vars'][0]})")
     print(f"parity: {'OK' if net.parity.ok else 'FAILED'} - {len(net.parity)} ops checked, max abs diff "
-          f"{max(r.max_abs_diff for r in net.parity):.2e}")
+          f"{max(r.max_abs_diff for r in net.parity if r.max_abs_diff is not None):.2e}")
     fresh = ConfigNetwork(cfg, ckpt)
     x2 = torch.randn(batch, other_time, 40)
     with torch.no_grad():

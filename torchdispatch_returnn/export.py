@@ -39,19 +39,20 @@ def finish_capture(cap: "Capture") -> None:
         cap._outputs.append((name, ref))
     _load_weights(cap)
     cap.parity = ParityReport(records=cap._records, atol=cap.atol, rtol=cap.rtol)
-    if cap._records:
+    checked = [r for r in cap._records if r.check]
+    if checked:
         feed = _feed(cap, [cap._inputs[k][0] for k in cap._input_order], use_capture_lengths=True)
-        fetches = [_fetch(cap, r.layer, r.ref) for r in cap._records]
+        fetches = [_fetch(cap, r.layer, r.ref) for r in checked]
         masked = bool(cap._length_values)  # lengths given at capture: compare the valid frames only
         dyn = {}
         if masked:
-            for r in cap._records:
+            for r in checked:
                 for d in r.ref.dims:
                     if d.is_dynamic() and not d.is_batch_dim() and d.dyn_size_ext is not None:
                         dyn[id(d)] = d.dyn_size_ext.placeholder
         values = cap.session.run(fetches + list(dyn.values()), feed_dict=feed)
         lens = dict(zip(dyn, values[len(fetches):]))
-        for rec, val in zip(cap._records, values[:len(fetches)]):
+        for rec, val in zip(checked, values[:len(fetches)]):
             mask = _valid_mask(rec.ref, lens) if masked else None
             compare(rec, val, cap.atol, cap.rtol, mask=mask)
             rec.value = None if rec.ok else rec.value  # keep memory low; failures keep the torch value

@@ -21,6 +21,7 @@ class ParityRecord:
     max_abs_diff: float | None = None
     ok: bool | None = None
     note: str = ""
+    check: bool = True  # False: torch's values are unspecified (torch.empty) or random (dropout)
 
 
 @dataclass

@@ -137,6 +137,16 @@ def tensor(ctx, data, *args, **kwargs):
                               "size directly in tensor ops (e.g. x.new_full(..., x.shape[1]) or arithmetic)")
 
 
+@handles(T.fill_, T.zero_)
+def fill_(ctx, x, value=0):
+    """Overwrite every element with ``value`` (same dims)."""
+    r = ctx.ref(x)
+    from .elementwise import lit
+
+    v = lit(bool(value) if r.dtype == torch.bool else value)
+    return ctx.eval(f"tf.fill(tf.shape(source(0)), tf.cast({v}, source(0).dtype))", [r], r.dims, dtype=r.dtype)
+
+
 @handles(T.float, T.double, T.int, T.long, T.bool, T.half, T.short, T.char, T.byte, T.to, T.type_as, T.type)
 def cast(ctx, x, *args, **kwargs):
     """Change the dtype (``to(device)`` and same-dtype casts build nothing)."""
