@@ -74,8 +74,11 @@ class _FactoryMode(TorchFunctionMode):
         cap = self.capture
         if cap.active and not cap._suspended and cap.network is not None:
             flat = list(_iter_args(args, kwargs))
+            h = lookup(func)
+            if h is not None and h.factory and any(isinstance(t, ReturnnTensor) for t in flat):
+                # torch.arange(lengths.max()): torch reads the 0-d tensor as a number, no dispatch
+                return cap.dispatch(func, args, kwargs)
             if not any(isinstance(t, ReturnnTensor) for t in flat) and not _is_inplace(func):
-                h = lookup(func)
                 # factories with dynamic sizes (``torch.arange(x.shape[1])``), ops on parameters/buffers or
                 # with dynamic sizes (``self.pe[:x.size(1)]``); static factories stay plain torch and
                 # become constants where they meet captured tensors
@@ -127,6 +130,8 @@ class Capture:
         self.ops_seen: set = set()  # torch callables dispatched to a handler
         self._dim_layers: dict[int, str] = {}  # id(dynamic dim) -> a layer that has it
         self._named_dims: dict[str, Dim] = {}  # dynamic dim name (dynamic_shapes) -> Dim
+        self._length_of: dict[str, Dim] = {}  # layer holding the lengths of a dim -> that dim
+        self._max_length_of: dict[str, Dim] = {}  # layer holding max(lengths) of a dim -> that dim
         self._leaf_stack: list = []  # (module, args, stack depth) of leaf modules being run
         self._length_args: dict = {}  # forward arg name/position -> dim name (returnn_capture(lengths=...))
         self._length_values: dict[int, np.ndarray] = {}  # id(dim) -> lengths given at capture time
@@ -380,6 +385,7 @@ class Capture:
         with self.graph.as_default():
             ref = self.build(f"{dim_name}_lengths", {"class": "length", "from": self._dim_layers[id(dim)],
                                                      "axis": dim}, (batch_dim,), t.dtype)
+        self._length_of[ref.name] = dim
         return wrap(t, ref, self)
 
     def _post_hook(self, module, args, *rest):
@@ -441,6 +447,10 @@ class Capture:
         if self._suspended:
             with torch._C.DisableTorchFunctionSubclass():
                 return func(*args, **kwargs)
+        if func in meta.AS_INT and args and isinstance(args[0], ReturnnTensor) and \
+                args[0]._rt_ref.name in self._max_length_of:  # lengths.max().item(): the dim's size
+            dim = self._max_length_of[args[0]._rt_ref.name]
+            return DimInt(self.dims.size(dim), dim, self)
         if func in meta.PLAIN:
             with torch._C.DisableTorchFunctionSubclass():
                 return func(*args, **kwargs)

@@ -181,6 +181,9 @@ class OpContext:
             if best is None or (best[1] == 1 and big != 1):
                 best = (self.dims.static(big, f"{self.op_name}_b{nd + pos}"), big)
             out_dims.append(best[0])
+        for k, d in enumerate(out_dims):  # one dim at two positions (arange(T)[:, None] - arange(T)): a twin
+            if any(e is d for e in out_dims[:k]):
+                out_dims[k] = self.dims.same_length_as(d, f"{d.description}_{self.op_name}")
         result = []
         for i, x in enumerate(xs):
             if not is_tensor(x):

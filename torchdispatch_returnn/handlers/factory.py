@@ -98,6 +98,13 @@ def new_full(ctx, x, size, fill_value, *, dtype=None, layout=None, device=None, 
 def arange(ctx, *args, out=None, dtype=None, layout=None, device=None, requires_grad=False):
     """start, start+step, ... below end; a dynamic ``end`` (``x.shape[1]``) gives a dynamic range."""
     start, end, step = (0, args[0], 1) if len(args) == 1 else (args[0], args[1], args[2] if len(args) > 2 else 1)
+    from ..tensor import ReturnnTensor
+
+    if isinstance(end, ReturnnTensor):  # torch.arange(lengths.max())
+        dim = ctx.capture._max_length_of.get(end._rt_ref.name)
+        if dim is None:
+            raise NotImplementedError("arange up to a computed tensor value (data-dependent length)")
+        end = DimInt(ctx.dims.size(dim), dim, ctx.capture)
     if isinstance(end, DimInt) and not isinstance(start, DimInt) and step == 1:
         from .index import range_ref
 

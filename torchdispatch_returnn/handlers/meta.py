@@ -60,3 +60,6 @@ def _size(capture, x, dim=None):
 
 
 SHAPE = {T.shape.__get__: _shape, T.size: _size}
+
+#: reading a 0-d tensor as a Python int: ``lengths.max().item()`` gives the dim's size (DimInt)
+AS_INT = {T.item, T.__int__, T.__index__}

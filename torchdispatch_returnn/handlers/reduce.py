@@ -82,7 +82,11 @@ def _maxmin(mode: str):
     def h(ctx, x, dim=None, keepdim=False, *, out=None):
         r = ctx.ref(x)
         if dim is None:
-            return reduce_ref(ctx, r, mode, _axes(r, None), False)
+            out = reduce_ref(ctx, r, mode, _axes(r, None), False)
+            dim_of = ctx.capture._length_of.get(r.name)
+            if mode == "max" and dim_of is not None:  # max of a dim's lengths: its padded size
+                ctx.capture._max_length_of[out.name] = dim_of
+            return out
         if not isinstance(dim, int):  # torch.max(a, b): elementwise
             from .elementwise import apply
 

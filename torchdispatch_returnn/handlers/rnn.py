@@ -220,6 +220,14 @@ def pack_padded(ctx, input, lengths, batch_first):
 
 def _check_lengths(ctx, lengths, t_dim, r):
     if isinstance(lengths, ReturnnTensor) and lengths._rt_capture is ctx.capture:
+        # the network uses the dim's own lengths: the parity check proves they equal the given ones
+        b_dim = next(d for d in r.dims if d.is_batch_dim())
+        own = ctx.cast(ctx.size_ref(t_dim, [b_dim]), torch.int64)
+        if isinstance(lengths._rt_ref, UnsortedRef):  # torch holds them sorted (enforce_sorted=False)
+            own = ctx.eval("tf.sort(source(0), direction='DESCENDING')", [own], own.dims, dtype=torch.int64,
+                           helper="sorted_lengths")
+        if lengths.dim() == 1:
+            ctx.capture._record(ctx.func, own, lengths.detach())
         return
     vals = torch.as_tensor(lengths).tolist()
     if not t_dim.is_dynamic() or any(int(v) != r.shape[r.dims.index(t_dim)] for v in vals):
