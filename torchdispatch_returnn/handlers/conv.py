@@ -48,9 +48,12 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
     else:
         pads = list(_tuple(padding, n))
     spatial = list(r.dims[2:])
-    if n == 2 and any(d > 1 for d in dilation):
-        raise NotImplementedError("2-D dilated conv (RETURNN's TF conv loses static shapes; see returnn-notes)")
     out_dim = w.dims[0]
+    if n == 2 and any(d > 1 for d in dilation):
+        # RETURNN's 2-D dilated conv fails (TF loses static shapes): zero-insert the kernel instead
+        w = _dilated_kernel(ctx, w, dilation)
+        ks = [(k - 1) * d + 1 for k, d in zip(ks, dilation)]
+        dilation = (1,) * n
     in_dim = r.dims[1] if groups == 1 else ctx.dims.static_derived("floordiv", r.dims[1], groups)
     w = ctx.rename(w, {w.dims[1]: in_dim})
     out_spatial = [out_len_dim(ctx, spatial[i], r.shape[2 + i], ks[i], stride[i], 2 * pads[i], dilation[i])
@@ -62,6 +65,21 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
     if bias is not None:
         d["bias"] = _bias(ctx, bias, out_dim)
     return ctx.layer(d, [r.dims[0], out_dim] + out_spatial)
+
+
+def _dilated_kernel(ctx, w, dilation):
+    """(O, I, kh, kw) -> (O, I, (kh-1)*dh+1, (kw-1)*dw+1) with zeros between the taps (exact)."""
+    o, i, kh, kw = w.shape
+    dh, dw = dilation
+    big_h, big_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    dims = [w.dims[0], w.dims[1], ctx.dims.static(big_h, f"{ctx.op_name}_kh"), ctx.dims.static(big_w, f"{ctx.op_name}_kw")]
+    expr = ("tf.einsum('oihw,hH,wW->oiHW', source(0, auto_convert=False), "
+            f"tf.one_hot(tf.range({kh}) * {dh}, {big_h}, dtype=source(0).dtype), "
+            f"tf.one_hot(tf.range({kw}) * {dw}, {big_w}, dtype=source(0).dtype))")
+    from ..context import tf_dtype
+
+    d = {"class": "eval", "from": [w], "eval": expr, "out_type": {"dims": dims, "dtype": tf_dtype(w.dtype)}}
+    return ctx.layer(d, dims, dtype=w.dtype, helper="dilated_kernel")
 
 
 @handles(F.conv1d)
