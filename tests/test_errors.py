@@ -69,6 +69,7 @@ def test_unsupported_op_inside_submodule_names_module_path():
     ({"nonexistent": {1: "time"}}, "nonexistent"),
     (({1: "time"}, {1: "time"}), "2 entries"),
     (({0: "batch", 1: "batch"},), "more than one axis named 'batch'"),
+    (({0: "time"},), "name the batch axis explicitly"),
 ])
 def test_bad_dynamic_shapes(spec, match):
     with pytest.raises(InputSpecError, match=match):

@@ -64,6 +64,11 @@ CASES = [
     sh("getitem_batch_int", lambda x: x[0] + 0),
     sh("view_as", lambda x: x.sum(-1).view_as(x[:, :, 0]) * 1),
     sh("reshape_as", lambda x: x.reshape(x.shape[0], x.shape[1], 4, 2).sum(-1).reshape_as(x[:, :, :4]) + x[:, :, 4:]),
+    sh("triu_dynamic_mask", lambda x: x.sum(-1)[:, :, None] * torch.triu(torch.ones(x.shape[1], x.shape[1]), 1)),
+    sh("tril_diag", lambda x: torch.tril(x[:, :, :6].reshape(x.shape[0], x.shape[1], 2, 3), diagonal=-1) * 1),
+    sh("repeat_static", lambda x: x[:, :, :2].repeat(1, 1, 3) * 1),
+    sh("repeat_new_axis", lambda x: x.sum(1).repeat(2, 1, 1) + 0),
+    sh("tile", lambda x: torch.tile(x[:, :, :3], (2,)) * 1),
     sh("index_select", lambda x: torch.index_select(x, 2, torch.tensor([1, 0, 5])) + 0),
 ]
 

@@ -254,6 +254,9 @@ class Capture:
         if len(batch_axes) > 1:
             raise InputSpecError(f"input {name!r}: more than one axis named 'batch'")
         batch_axis = batch_axes[0] if batch_axes else (0 if t.ndim else None)
+        if not batch_axes and 0 in axes:
+            raise InputSpecError(f"input {name!r}: axis 0 is named {axes[0]!r}, but without an axis named 'batch' "
+                                 "axis 0 is the batch axis; name the batch axis explicitly (e.g. {1: 'batch'})")
         if name in self.extern_data:
             raise InputSpecError(f"input name {name!r} used twice")
         dims = []

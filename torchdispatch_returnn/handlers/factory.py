@@ -20,6 +20,13 @@ def _sizes(args) -> list:
 def filled(ctx, sizes, value):
     """A tensor of ``sizes`` (dims of DimInt sizes kept) filled with ``value``."""
     dims = [ctx.new_dim(s, f"{ctx.op_name}_dim{i}") for i, s in enumerate(sizes)]
+    for k, d in enumerate(dims):  # torch.ones(T, T): a twin dim for the second axis
+        if any(e is d for e in dims[:k]):
+            dims[k] = ctx.dims.same_length_as(d, f"{d.description}_{ctx.op_name}")
+            if dims[k].is_dynamic():  # give the twin its lengths: a renamed range over the original
+                from .index import range_ref
+
+                ctx.rename(range_ref(ctx, d, helper=f"twin{k}"), {d: dims[k]})
     dtype = ctx.out.dtype
     v = bool(value) if dtype == torch.bool else (float(value) if dtype.is_floating_point else int(value))
     from ..context import tf_dtype

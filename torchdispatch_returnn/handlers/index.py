@@ -23,6 +23,9 @@ def _consumes(item) -> int:
 
 def range_ref(ctx, dim, helper="range"):
     """int64 positions 0..len-1 along ``dim`` (follows the sequence lengths for a dynamic dim)."""
+    if not dim.is_dynamic():
+        return ctx.layer({"class": "range", "limit": dim.dimension, "out_spatial_dim": dim, "dtype": "int64"}, [dim],
+                         dtype=torch.int64, helper=helper)
     src = ctx.capture._dim_layers.get(id(dim))
     if src is None:
         raise NotImplementedError(f"no layer with dim {dim} to take a range from")

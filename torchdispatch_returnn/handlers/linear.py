@@ -148,3 +148,30 @@ def einsum(ctx, equation, *operands):
     reduce = [(ta.index(c), tb.index(c)) for c in ta if c in tb and c not in rhs]
     out = [("a", ta.index(c)) if c in ta else ("b", tb.index(c)) for c in rhs]
     return dot(ctx, a, b, batch, reduce, out)
+
+
+@handles(torch.addmm, T.addmm, torch.baddbmm, T.baddbmm)
+def addmm(ctx, input, mat1, mat2, *, beta=1, alpha=1, out=None):
+    """beta * input + alpha * (mat1 @ mat2) (GPT-2's Conv1D uses addmm)."""
+    from .elementwise import lit
+
+    dtype = ctx.out.dtype
+    prod = matmul_ref(ctx, ctx.cast(ctx.ref(mat1), dtype), ctx.cast(ctx.ref(mat2), dtype), helper="mm")
+    inp = _align(ctx, ctx.cast(ctx.ref(input), dtype), prod)
+    return ctx.eval(f"{lit(beta)} * source(0) + {lit(alpha)} * source(1)", [inp, prod], prod.dims)
+
+
+def _align(ctx, r, target):
+    """``r`` broadcast positionally onto ``target``'s dims (size-1 axes squeezed, others renamed)."""
+    from .attention import align_to
+
+    return align_to(ctx, r, list(target.dims))
+
+
+@handles(torch.outer, T.outer, torch.ger, T.ger)
+def outer(ctx, a, b):
+    """a[:, None] * b[None, :]."""
+    ra, rb = ctx.ref(a), ctx.ref(b)
+    if rb.dims[0] is ra.dims[0]:
+        rb = ctx.rename(rb, {rb.dims[0]: ctx.dims.same_length_as(rb.dims[0], f"{rb.dims[0].description}_outer")})
+    return ctx.eval("source(0) * source(1)", [ra, rb], [ra.dims[0], rb.dims[0]])

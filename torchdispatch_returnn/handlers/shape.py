@@ -499,3 +499,47 @@ def cumsum(ctx, x, dim, *, dtype=None, out=None):
     """Running sum along ``dim`` (per sequence along a dynamic axis)."""
     r = ctx.cast(ctx.ref(x), ctx.out.dtype)
     return ctx.layer({"class": "cumsum", "from": r, "axis": r.dims[dim % r.ndim]}, r.dims)
+
+
+def _tri(upper: bool):
+    def h(ctx, x, diagonal=0, *, out=None):
+        """Keep the upper (triu) or lower (tril) triangle of the last two axes, zeros elsewhere."""
+        from .index import range_ref
+
+        r = ctx.ref(x)
+        rows, cols = r.dims[-2], r.dims[-1]
+        pr, pc = range_ref(ctx, rows, helper="rows"), range_ref(ctx, cols, helper="cols")
+        cond = f"source(2) - source(1) {'>=' if upper else '<='} {int(diagonal)}"
+        return ctx.eval(f"tf.where({cond}, source(0), tf.zeros_like(source(0)))", [r, pr, pc], r.dims, dtype=r.dtype)
+    return h
+
+
+handles(torch.triu, T.triu)(_tri(True))
+handles(torch.tril, T.tril)(_tri(False))
+
+
+@handles(T.repeat, torch.tile, T.tile)
+def repeat(ctx, x, *sizes):
+    """Tile: each axis repeated as a whole ``sizes[i]`` times (static axes; new leading axes too)."""
+    r = ctx.ref(x)
+    reps = [int(s) for s in _sizes(sizes)]
+    if ctx.func in (torch.tile, T.tile) and len(reps) < r.ndim:
+        reps = [1] * (r.ndim - len(reps)) + reps
+    n_new = len(reps) - r.ndim
+    for _ in range(n_new):
+        r = ctx.unsqueeze(r, 0)
+    dims = list(r.dims)
+    for i, k in enumerate(reps):
+        if k != 1:
+            if dims[i].is_dynamic() or dims[i].is_batch_dim():
+                raise NotImplementedError("repeat/tile along a dynamic or batch axis")
+            dims[i] = ctx.dims.static(r.shape[i] * k, f"{ctx.op_name}_dim{i}")
+    if dims == list(r.dims):
+        return r
+    for i, k in enumerate(reps):  # tile = cat of copies along each repeated axis
+        if k == 1:
+            continue
+        last = all(kk == 1 for kk in reps[i + 1:])
+        parts = [r] * k
+        r = cat_refs(ctx, parts, i, helper=None if last else f"tile{i}")
+    return r
