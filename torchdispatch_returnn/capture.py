@@ -480,7 +480,12 @@ class Capture:
                 f"{self.scope or '<root>'!r}): {type(e).__name__}: {e}") from e
         finally:
             self._suspended -= 1
-        return self._wrap(func, out, res, args)
+        n_rec = len(self._records)
+        result = self._wrap(func, out, res, args)
+        for rec in self._records[n_rec:]:
+            if ctx.notes:
+                rec.note = "; ".join(filter(None, [rec.note] + ctx.notes))
+        return result
 
     def _wrap(self, func, out, res, args):
         if isinstance(out, torch.Tensor):

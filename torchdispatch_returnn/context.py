@@ -42,6 +42,7 @@ class OpContext:
         self.out = out  # the real torch result of the op
         self.op_name = op_name
         self.dims = capture.dims
+        self.notes: list[str] = []  # shown in the op's parity record (e.g. limits for padded batches)
 
     # -- inputs ---------------------------------------------------------------------------------
     def ref(self, x, dims: Sequence[Dim] | None = None) -> Ref:

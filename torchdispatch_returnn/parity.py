@@ -78,7 +78,7 @@ def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: 
         return
     if mask is not None and mask.shape == expected.shape:
         expected, got = expected[mask], got[mask]
-        record.note = "valid frames"
+        record.note = "; ".join(filter(None, [record.note, "valid frames"]))
     if expected.size == 0:
         record.ok, record.max_abs_diff = True, 0.0
         return

@@ -49,7 +49,10 @@ def pad(ctx, input, pad, mode="constant", value=None):
     if mode == "constant":
         opts["value"] = fill
     if not fix or mode != "constant":
-        return ctx.layer(opts, dims)  # reflect/replicate right padding: exact for full-length sequences
+        if fix:
+            ctx.notes.append(f"{mode} right padding of a dynamic axis follows the longest sequence: not exact "
+                             "for shorter sequences of a padded batch")
+        return ctx.layer(opts, dims)
     y = ctx.layer(opts, dims, helper="raw")
     from .index import range_ref
 
