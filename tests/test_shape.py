@@ -10,18 +10,7 @@ def sh(name, fn, shapes=[(3, 11, 8)], dyn=DYN, **kw):
     return Case(name, lambda: Fn(lambda m, *xs: fn(*xs)), shapes, dyn, **kw)
 
 
-def _heads(x):
-    b, t, f = x.shape
-    return x.view(b, t, 2, f // 2).transpose(1, 2)
-
-
 CASES = [
-    sh("view_split_heads", lambda x: _heads(x) * 1.0),
-    sh("view_roundtrip", lambda x: _heads(x).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1) + 1),
-    sh("reshape_minus1", lambda x: x.reshape(x.size(0), x.size(1), 4, -1).sum(-1)),
-    sh("view_merge_static", lambda x: x.view(*x.shape[:2], 2, 2, 2).flatten(2) * 2),
-    sh("flatten", lambda x: torch.flatten(x[:, :, :, None] * 1.0, 2), ),
-    sh("unflatten", lambda x: x.unflatten(2, (2, 4)) + 0.5),
     sh("transpose", lambda x: x.transpose(1, 2) + 1),
     sh("permute", lambda x: x.permute(2, 0, 1) * 3),
     sh("movedim", lambda x: torch.movedim(x, 2, 0) - 1),
@@ -62,8 +51,6 @@ CASES = [
     sh("getitem_time_first_frame", lambda x: x[:, 0] + 0),
     sh("getitem_index_tensor", lambda x: x[:, :, torch.tensor([0, 3, 3, 7])] * 1),
     sh("getitem_batch_int", lambda x: x[0] + 0),
-    sh("view_as", lambda x: x.sum(-1).view_as(x[:, :, 0]) * 1),
-    sh("reshape_as", lambda x: x.reshape(x.shape[0], x.shape[1], 4, 2).sum(-1).reshape_as(x[:, :, :4]) + x[:, :, 4:]),
     sh("triu_dynamic_mask", lambda x: x.sum(-1)[:, :, None] * torch.triu(torch.ones(x.shape[1], x.shape[1]), 1)),
     sh("tril_diag", lambda x: torch.tril(x[:, :, :6].reshape(x.shape[0], x.shape[1], 2, 3), diagonal=-1) * 1),
     sh("repeat_static", lambda x: x[:, :, :2].repeat(1, 1, 3) * 1),

@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     pad,
     pool,
     reduce,
+    reshape,
     rnn,
     shape,
 )
