@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from parity_helpers import Case, Fn, assert_parity
+from parity_helpers import Case, assert_parity
 from torchdispatch_returnn import returnn_capture
 
 

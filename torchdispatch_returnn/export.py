@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch

@@ -4,7 +4,6 @@ weight (a variable layer) as filter. Output lengths of dynamic axes are derived 
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from .registry import handles

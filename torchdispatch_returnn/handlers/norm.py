@@ -4,7 +4,6 @@ parameters as variables."""
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from .elementwise import lit

@@ -129,7 +129,7 @@ def _product_dim(ctx, dims):
     out = dims[0]
     for d in dims[1:]:
         out = ctx.dims.derive("mul", out, d)
-    return out if not isinstance(out, int) else ctx.dims.static(out, f"merged")
+    return out if not isinstance(out, int) else ctx.dims.static(out, "merged")
 
 
 def _split_dims(ctx, src, sizes, hints):
