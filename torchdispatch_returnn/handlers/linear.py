@@ -26,8 +26,20 @@ def dot(ctx, a, b, batch: list[tuple[int, int]], reduce: list[tuple[int, int]], 
     dims = [a.dims[i] if side == "a" else b.dims[i] for side, i in out_order]
     if not reduce:
         return ctx.eval("source(0) * source(1)", [a, b], dims, helper=helper)
-    d = {"class": "dot", "from": [a, b], "reduce": [a.dims[ia] for ia, _ in reduce]}
+    red = [a.dims[ia] for ia, _ in reduce]
+    for rd in red:  # summing over a dynamic axis: zero both sides' padding (NaN-safe, per sequence)
+        if rd.is_dynamic() and not rd.is_batch_dim():
+            a = _mask_padding(ctx, a, rd)
+            b = _mask_padding(ctx, b, rd)
+    d = {"class": "dot", "from": [a, b], "reduce": red}
     return ctx.layer(d, dims, helper=helper)
+
+
+def _mask_padding(ctx, r, dim):
+    if not r.dtype.is_floating_point or not any(d.is_batch_dim() for d in r.dims):
+        return r
+    return ctx.layer({"class": "seq_len_mask", "from": r, "axis": dim, "mask_value": 0.0}, r.dims, dtype=r.dtype,
+                     helper="masked")
 
 
 def matmul_ref(ctx, a, b, helper=None):
