@@ -75,7 +75,57 @@ def _unit(ctx, kind, act, w_hh, b_hh, w_hr, g_dim, hh_dim, hc_dim, n_dim, b_dim,
     return u
 
 
+def _block_lstm(ctx, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c, tag):
+    """A whole LSTM direction as TF's fused ``BlockLSTMV2`` op (CPU kernel, gates i, f, g, o as
+    torch), fed with the torch weights as they are; far fewer loop steps than a rec subnetwork."""
+    refs = [ctx.ref(getattr(m, "weight_ih" + sfx)), ctx.ref(getattr(m, "weight_hh" + sfx))]
+    if m.bias:
+        refs += [ctx.ref(getattr(m, "bias_ih" + sfx)), ctx.ref(getattr(m, "bias_hh" + sfx))]
+    hh_dim = refs[1].dims[1]
+    if direction == -1:
+        inp = _reverse(ctx, inp, t_dim, b_dim, f"xrev{tag}")
+    states = [s for s in (init_h, init_c) if s is not None]
+    srcs = [inp] + refs + states
+    h = m.hidden_size
+    raw = [f"source({i}, auto_convert=False)" for i in range(len(srcs))]
+    bias = f"{raw[3]} + {raw[4]}" if m.bias else f"tf.zeros([{4 * h}], {raw[1]}.dtype)"
+    zeros = f"tf.zeros([tf.shape(x)[1], {h}], x.dtype)"
+    bh = ("(lambda d: d.copy_transpose([d.get_axis_from_description(b), d.get_axis_from_description({})])"
+          ".placeholder)(source({}, as_data=True, auto_convert=False))")  # a (B, H) state, batch-major
+    h0 = bh.format("hs", 1 + len(refs)) if init_h is not None else zeros
+    c0 = bh.format("cs", 1 + len(refs) + (init_h is not None)) if init_c is not None else zeros
+    x = ("(lambda d: d.copy_transpose([d.get_axis_from_description(t), d.get_axis_from_description(b), "
+         "d.get_axis_from_description(f)]).placeholder)(source(0, as_data=True, auto_convert=False))")
+    expr = (f"(lambda x: (lambda r: tf.stack([r.h, r.cs], 0))(tf.raw_ops.BlockLSTMV2("
+            f"seq_len_max=tf.cast(tf.shape(x)[0], tf.int64), x=x, cs_prev={c0}, h_prev={h0}, "
+            f"w=tf.transpose(tf.concat([{raw[1]}, {raw[2]}], 1)), wci=tf.zeros([{h}], x.dtype), "
+            f"wcf=tf.zeros([{h}], x.dtype), wco=tf.zeros([{h}], x.dtype), b={bias}, cell_clip=-1.0, "
+            f"use_peephole=False)))({x})")
+    two = ctx.dims.static(2, f"{ctx.op_name}{tag}_hc")
+    from ..context import tf_dtype
+
+    locs = {"t": t_dim, "b": b_dim, "f": f_dim}
+    if init_h is not None:
+        locs["hs"] = init_h.dims[1]
+    if init_c is not None:
+        locs["cs"] = init_c.dims[1]
+    both = ctx.layer({"class": "eval", "from": srcs, "eval": expr, "eval_locals": locs,
+                      "out_type": {"dim_tags": [two, t_dim, b_dim, hh_dim], "dtype": tf_dtype(inp.dtype)}},
+                     [two, t_dim, b_dim, hh_dim], helper=f"lstm{tag}")
+    seq, c_seq = (ctx.layer({"class": "gather", "from": both, "axis": two, "position": k}, [t_dim, b_dim, hh_dim],
+                            helper=f"{nm}{tag}") for k, nm in enumerate(("seq", "cseq")))
+    length = ctx.size_ref(t_dim, [b_dim])
+    pos = ctx.eval("source(0) - 1", [length], [b_dim], dtype=torch.int32, helper=f"last{tag}")
+    h_n, c_n = (ctx.layer({"class": "gather", "from": r, "axis": t_dim, "position": pos}, [b_dim, hh_dim],
+                          helper=f"{nm}{tag}") for r, nm in ((seq, "h_n"), (c_seq, "c_n")))
+    if direction == -1:
+        seq = _reverse(ctx, seq, t_dim, b_dim, f"rev{tag}")
+    return seq, h_n, c_n
+
+
 def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c, tag):
+    if kind == "LSTM" and not getattr(m, "proj_size", 0) and inp.dtype == torch.float32:
+        return _block_lstm(ctx, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c, tag)
     w_ih = ctx.ref(getattr(m, "weight_ih" + sfx))
     w_hh = ctx.ref(getattr(m, "weight_hh" + sfx))
     b_ih = ctx.ref(getattr(m, "bias_ih" + sfx)) if m.bias else None
