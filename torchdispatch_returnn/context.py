@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
 import torch
 
 from ._backend import Dim
@@ -53,11 +52,6 @@ class OpContext:
         if not isinstance(x, torch.Tensor):
             x = torch.tensor(x)
         return self.capture.tensor_ref(x, dims)
-
-    def dim(self, x, axis: int) -> Dim:
-        """The RETURNN dim of torch axis ``axis`` of tensor ``x``."""
-        r = self.ref(x)
-        return r.dims[axis % max(r.ndim, 1)]
 
     # -- layers ---------------------------------------------------------------------------------
     def layer(self, d: dict, dims: Sequence[Dim], *, dtype: torch.dtype | None = None,
@@ -158,9 +152,6 @@ class OpContext:
         shape = tuple(r.shape[find_axis(r.dims, d)] for d in dims)
         return Ref(r.name, tuple(dims), shape, r.dtype)
 
-    def size(self, r: Ref, axis: int) -> int:
-        return r.shape[axis]
-
     def broadcast(self, *xs, dtype: torch.dtype | None = None) -> tuple[list, tuple[Dim, ...]]:
         """Torch broadcasting by position, in RETURNN terms: returns the inputs as refs whose
         dims are the output dims (size-1 broadcast axes squeezed, differing dims renamed),
@@ -214,8 +205,3 @@ def _captured(x, capture) -> bool:
     return isinstance(x, torch.Tensor) and (
         (isinstance(x, ReturnnTensor) and getattr(x, "_rt_capture", None) is capture) or capture.is_param(x))
 
-
-def np_value(t: torch.Tensor) -> np.ndarray:
-    from .tensor import plain
-
-    return plain(t).detach().cpu().numpy()

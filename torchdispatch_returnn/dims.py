@@ -127,10 +127,7 @@ class DimRegistry:
             raise KeyError(f"dim {dim} was not created by this capture")
         return entry[1]
 
-    def knows(self, dim: Dim) -> bool:
-        return dim is batch_dim or id(dim) in self._entries
-
-    def declarations(self, used: set[int] | None = None) -> list[str]:
+    def declarations(self) -> list[str]:
         """``var = code`` lines for the dims, in creation order (dependencies first)."""
         return [f"{self._entries[i][1]} = {self._entries[i][2]}" for i in self._order]
 
