@@ -26,6 +26,12 @@ CASES = [
     Case("Upsample_nearest", lambda: nn.Upsample(scale_factor=2), [(3, 4, 11)], D),
     Case("interpolate_2d", fn(lambda x: F.interpolate(x, scale_factor=(2, 3))), [(3, 2, 11, 4)], D),
     Case("interpolate_size", fn(lambda x: F.interpolate(x, size=x.shape[2] * 2)), [(3, 4, 11)], D),
+    Case("AdaptiveAvgPool1d_global", lambda: nn.Sequential(nn.Conv1d(4, 3, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten()),
+         [(3, 4, 17)], D),
+    Case("AdaptiveMaxPool1d_global", lambda: nn.AdaptiveMaxPool1d(1), [(3, 4, 17)], D),
+    Case("AdaptiveAvgPool2d_freq_divisor", lambda: nn.AdaptiveAvgPool2d((None, 4)), [(3, 2, 17, 8)], D),
+    Case("AdaptiveMaxPool2d_global", lambda: nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveMaxPool2d((1, 1)),
+                                                            nn.Flatten()), [(3, 1, 17, 6)], D),
     Case("mean_by_dynamic_length", fn(lambda x: x.sum(2) / x.shape[2]), [(3, 4, 11)], D),
 ]
 

@@ -36,6 +36,16 @@ class PositionWise(nn.Module):
         return y.view(b, t, -1) + x[:, :, :4]
 
 
+class ClsTokenPosEmb(nn.Module):
+    def __init__(self):
+        super().__init__(); self.cls = nn.Parameter(torch.randn(1, 1, 4)); self.pos = nn.Embedding(50, 4)
+    def forward(self, x):
+        b, t, d = x.shape
+        x = x + self.pos(torch.arange(t))
+        x = torch.cat([self.cls.expand(b, -1, -1), x], dim=1)
+        return x.mean(1)
+
+
 def _np(*shape):
     return torch.from_numpy(np.linspace(-1, 1, int(np.prod(shape)), dtype="float32").reshape(shape))
 
@@ -63,6 +73,13 @@ CASES = [
     Case("flatten_batch_time", fn(lambda x: torch.reshape(torch.movedim(x, 1, 0), (x.shape[1], -1)) * 1),
          [(3, 11, 7)], ({2: "time"},)),
     Case("merge_batch_time_and_back", PositionWise, [(3, 11, 5)], ({1: "time"},)),
+    Case("cls_token_and_position_embedding", ClsTokenPosEmb, [(3, 9, 4)], ({1: "time"},)),
+    Case("new_ones_of_shape_slice", fn(lambda x: x.new_ones(x.shape[:2], dtype=torch.bool) & (x.sum(-1) > 0)),
+         [(3, 9, 4)], ({1: "time"},)),
+    Case("odd_frames", fn(lambda x: x[:, 1::2] * 1), [(3, 9, 4)], ({1: "time"},)),
+    Case("softmax_float_type_as", fn(lambda x: F.softmax(x.float(), dim=-1).type_as(x)), [(3, 9, 4)], ({1: "time"},)),
+    Case("flatten_module", lambda: nn.Sequential(nn.Flatten()), [(3, 4, 5)], None),
+    Case("repeat_over_heads", fn(lambda x: x.unsqueeze(1).repeat(1, 4, 1, 1) * 1), [(3, 9, 4)], ({1: "time"},)),
     Case("mean_over_everything", fn(lambda x: x.mean()), [(3, 5)], None),
     Case("matmul_numpy_weight", fn(lambda x: torch.matmul(x.transpose(1, 2), _np(11, 13))), [(3, 11, 7)],
          ({2: "time"},)),

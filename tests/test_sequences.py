@@ -77,6 +77,8 @@ CASES = [
     Case("repeat_time", fn(lambda x: x.repeat_interleave(2, dim=1) * 1), [(3, 9, 4)], BTF),
     Case("mean_by_length", fn(lambda x: x.sum(1) / x.shape[1]), [(3, 9, 4)], BTF),
     Case("unfold_frames", fn(lambda x: x.unfold(1, 3, 2).mean(-1)), [(3, 9, 4)], BTF),
+    Case("global_avg_pool", lambda: nn.Sequential(nn.Conv1d(4, 3, 3), nn.AdaptiveAvgPool1d(1)), [(3, 4, 9)], BFT),
+    Case("global_max_pool", lambda: nn.AdaptiveMaxPool1d(1), [(3, 4, 9)], BFT),
     Case("upsample_time", lambda: nn.Upsample(scale_factor=3), [(3, 4, 9)], BFT),
     Case("depthwise_conv_same", lambda: nn.Conv1d(4, 4, 5, padding=2, groups=4), [(3, 4, 9)], BFT),
     Case("batchnorm_eval_then_conv", lambda: nn.Sequential(nn.BatchNorm1d(4).eval(), nn.Conv1d(4, 3, 3)),

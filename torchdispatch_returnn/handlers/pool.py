@@ -145,3 +145,52 @@ def unfold(ctx, x, dimension, size, step):
     dims[ax] = n_dim
     return ctx.layer({"class": "window", "from": r, "axis": d, "window_size": size, "window_dim": w_dim,
                       "stride": step, "padding": "valid", "out_spatial_dim": n_dim}, dims + [w_dim])
+
+
+def adaptive_pool(ctx, mode, n, x, output_size):
+    """Adaptive pooling where it is a plain reduction or pooling: target 1 (global pooling over
+    the axis, masked for a dynamic one), None/same size (kept), or an exact divisor of a static size."""
+    from .reduce import reduce_ref
+
+    r = ctx.ref(x)
+    sizes = list(_tuple(output_size, n))
+    spatial = list(range(r.ndim - n, r.ndim))
+    red = [ax for ax, s in zip(spatial, sizes) if s == 1 and r.shape[ax] != 1]
+    ks = []
+    for ax, s in zip(spatial, sizes):
+        if s is None or s == 1 or s == r.shape[ax] and not r.dims[ax].is_dynamic():
+            ks.append(1)
+        elif not r.dims[ax].is_dynamic() and r.shape[ax] % s == 0:
+            ks.append(r.shape[ax] // s)
+        else:
+            raise NotImplementedError(f"adaptive {mode} pooling to {s} of an axis of size {r.shape[ax]} "
+                                      "(only 1, the same size, or an exact divisor of a static size)")
+    if any(k != 1 for k in ks):
+        if red:
+            raise NotImplementedError("adaptive pooling mixing global and windowed axes")
+        pooled = pool_nd(ctx, n, mode, x, [k if k != 1 else 1 for k in ks], ks, 0, 1, False, True)
+        return pooled
+    if not red:
+        return r
+    return reduce_ref(ctx, r, "mean" if mode == "avg" else "max", red, True)
+
+
+@handles(F.adaptive_avg_pool1d)
+def adaptive_avg_pool1d(ctx, input, output_size):
+    """Adaptive average pooling over T of (B, C, T)."""
+    return adaptive_pool(ctx, "avg", 1, input, output_size)
+
+
+@handles(F.adaptive_avg_pool2d)
+def adaptive_avg_pool2d(ctx, input, output_size):
+    """Adaptive average pooling over (H, W)."""
+    return adaptive_pool(ctx, "avg", 2, input, output_size)
+
+
+@handles(F.adaptive_max_pool1d, F.adaptive_max_pool2d)
+def adaptive_max_pool(ctx, input, output_size, return_indices=False):
+    """Adaptive max pooling over the last 1 or 2 axes."""
+    if return_indices:
+        raise NotImplementedError("adaptive max pooling with return_indices")
+    n = 1 if ctx.func is F.adaptive_max_pool1d else 2
+    return adaptive_pool(ctx, "max", n, input, output_size)
