@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 def finish_capture(cap: "Capture") -> None:
     """Add output layers, load the torch weights, run the parity check."""
     if cap.network is None or not cap.extern_data:
-        raise CaptureError("nothing was captured: call a module (or net.input()) inside the block")
+        raise CaptureError("nothing was captured: call a module inside the block with its input tensors as "
+                           "positional arguments (keyword arguments are not seen by the hooks), or mark inputs "
+                           "with net.input()")
     outs = cap._outputs if cap._explicit_outputs else _root_output_refs(cap)
     if not outs:
         raise CaptureError("the captured code returned no tensor computed from its inputs; use net.output()")
