@@ -38,10 +38,9 @@ def test_exact_layer_names():
     net = _capture(Net().eval(), torch.randn(2, 5, 4))
     names = list(net.net_dict)
     expected_ff = lambda p: [  # noqa: E731
-        f"{p}.lin1.weight", f"{p}.lin1.linear_rename", f"{p}.lin1.linear_dot", f"{p}.lin1.bias",
-        f"{p}.lin1.linear_rename_1", f"{p}.lin1.linear", f"{p}.lin1", f"{p}.relu",
-        f"{p}.lin2.weight", f"{p}.lin2.linear_rename", f"{p}.lin2.linear_dot", f"{p}.lin2.bias",
-        f"{p}.lin2.linear_rename_1", f"{p}.lin2.linear", f"{p}.lin2", p]
+        f"{p}.lin1.weight", f"{p}.lin1.linear_dot", f"{p}.lin1.bias", f"{p}.lin1.linear", f"{p}.lin1",
+        f"{p}.relu", f"{p}.lin2.weight", f"{p}.lin2.linear_dot", f"{p}.lin2.bias", f"{p}.lin2.linear",
+        f"{p}.lin2", p]
     # the residual add renames the Linear's output dim to the input's (same size, same torch axis)
     assert names == (expected_ff("layers.0") + ["add_rename", "add"] + expected_ff("layers.1")
                      + ["add_rename_1", "add_1", "output"])

@@ -397,8 +397,10 @@ class Capture(InputsMixin):
     def is_param(self, t: torch.Tensor) -> bool:
         return id(t) in self._param_names or id(t) in self._tensor_refs
 
-    def tensor_ref(self, t: torch.Tensor, dims=None) -> Ref:
-        """A parameter/buffer (variable named by its state_dict key) or plain tensor (constant)."""
+    def tensor_ref(self, t: torch.Tensor, dims=None, prefer=None) -> Ref:
+        """A parameter/buffer (variable named by its state_dict key) or plain tensor (constant).
+        ``prefer``: dims (or None) a new parameter variable should take where the sizes fit, so that
+        the first op using it needs no renames."""
         cached = self._tensor_refs.get(id(t))
         if cached is not None and cached[0] is t and (dims is None or tuple(dims) == cached[1].dims):
             return cached[1]
@@ -406,14 +408,20 @@ class Capture(InputsMixin):
         if key is None:
             ref = self.constant_ref(plain(t).detach().clone(), tuple(dims) if dims is not None else None)
         else:
-            ref = self._variable(key, plain(t).detach().clone(), trainable=isinstance(t, torch.nn.Parameter))
+            ref = self._variable(key, plain(t).detach().clone(), trainable=isinstance(t, torch.nn.Parameter),
+                                 prefer=prefer)
             self.param_map[key] = {"tf_vars": [f"{_scope_of(key)}/{key.rsplit('.', 1)[-1]}"], "layer": ref.name,
                                    "transform": "none (same layout as torch)"}
         self._tensor_refs[id(t)] = (t, ref)
         return ref
 
-    def _variable(self, key: str, value: torch.Tensor, trainable: bool) -> Ref:
-        dims = tuple(self.dims.static(s, f"{key}:{i}") for i, s in enumerate(value.shape))
+    def _variable(self, key: str, value: torch.Tensor, trainable: bool, prefer=None) -> Ref:
+        dims = []
+        for i, s in enumerate(value.shape):
+            p = prefer[i] if prefer is not None and i < len(prefer) else None
+            ok = p is not None and p.is_static() and p.dimension == s and not any(p is d for d in dims)
+            dims.append(p if ok else self.dims.static(s, f"{key}:{i}"))
+        dims = tuple(dims)
         d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": trainable,
              "name_scope": "/" + _scope_of(key), "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
         ref = self.build(key, d, dims, value.dtype, exact_name=True)

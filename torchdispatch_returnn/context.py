@@ -44,14 +44,15 @@ class OpContext:
         self.notes: list[str] = []  # shown in the op's parity record (e.g. limits for padded batches)
 
     # -- inputs ---------------------------------------------------------------------------------
-    def ref(self, x, dims: Sequence[Dim] | None = None) -> Ref:
+    def ref(self, x, dims: Sequence[Dim] | None = None, prefer: Sequence[Dim | None] | None = None) -> Ref:
         """The layer for a tensor argument: captured tensor, parameter/buffer (variable) or
-        plain tensor/number (constant; ``dims`` gives its dims, else new static dims)."""
+        plain tensor/number (constant; ``dims`` gives its dims, else new static dims).
+        ``prefer``: dims a parameter's variable takes when this op is its first use (saves renames)."""
         if isinstance(x, ReturnnTensor) and getattr(x, "_rt_capture", None) is self.capture:
             return x._rt_ref
         if not isinstance(x, torch.Tensor):
             x = torch.tensor(x)
-        return self.capture.tensor_ref(x, dims)
+        return self.capture.tensor_ref(x, dims, prefer)
 
     # -- layers ---------------------------------------------------------------------------------
     def layer(self, d: dict, dims: Sequence[Dim], *, dtype: torch.dtype | None = None,

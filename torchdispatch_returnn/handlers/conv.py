@@ -24,12 +24,13 @@ def out_len_dim(ctx, dim, size, k, s, p_total, d):
 def _bias(ctx, bias, out_dim):
     if bias is None:
         return None
-    b = ctx.ref(bias)
+    b = ctx.ref(bias, prefer=[out_dim])
     return ctx.rename(b, {b.dims[0]: out_dim})
 
 
 def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
-    r, w = ctx.ref(x), ctx.ref(weight)
+    r = ctx.ref(x)
+    w = ctx.ref(weight, prefer=[None, r.dims[1] if groups == 1 else None])
     if r.ndim != n + 2:
         raise NotImplementedError(f"conv{n}d input without a batch axis")
     if r.dtype != w.dtype:

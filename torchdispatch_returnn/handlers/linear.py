@@ -106,14 +106,15 @@ def rmatmul(ctx, a, b):
 @handles(F.linear)
 def linear(ctx, x, weight, bias=None):
     """x @ weight.T + bias."""
-    r, w = ctx.ref(x), ctx.ref(weight)
+    r = ctx.ref(x)
+    w = ctx.ref(weight, prefer=[None, r.dims[-1]])
     if w.ndim == 1:
         return matmul_ref(ctx, r, w)
     y = dot(ctx, r, w, [], [(r.ndim - 1, 1)], [("a", i) for i in range(r.ndim - 1)] + [("b", 0)],
             helper="dot" if bias is not None else None)
     if bias is None:
         return y
-    b = ctx.ref(bias)
+    b = ctx.ref(bias, prefer=[y.dims[-1]])
     b = ctx.rename(b, {b.dims[0]: y.dims[-1]})
     return ctx.eval("source(0) + source(1)", [y, b], y.dims)
 

@@ -17,7 +17,7 @@ def _affine(ctx, y, weight, bias, axes, helper=None):
     for t, op in ((weight, "*"), (bias, "+")):
         if t is None:
             continue
-        p = ctx.ref(t)
+        p = ctx.ref(t, prefer=[y.dims[a] for a in axes])
         p = ctx.rename(p, {pd: y.dims[a] for pd, a in zip(p.dims, axes)})
         srcs.append(p)
         expr = f"({expr}) {op} source({len(srcs) - 1})"
@@ -62,7 +62,7 @@ def batch_norm(ctx, input, running_mean, running_var, weight=None, bias=None, tr
     c = r.dims[1]
     srcs = [r]
     for t in (running_mean, running_var):
-        p = ctx.ref(t)
+        p = ctx.ref(t, prefer=[c])
         srcs.append(ctx.rename(p, {p.dims[0]: c}))
     y = ctx.eval(f"(source(0) - source(1)) * tf.math.rsqrt(source(2) + {lit(eps)})", srcs, r.dims,
                  helper="normed" if weight is not None or bias is not None else None)
