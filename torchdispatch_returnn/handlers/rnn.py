@@ -1,11 +1,12 @@
 """Recurrent layers.
 
-``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` are leaf modules: each layer and direction becomes a RETURNN
-``rec`` layer whose unit is a small subnetwork with torch's own cell equations (gate order and
-biases as in torch) and the torch weights as variables (torch layout, no transform), so it runs on
-a CPU without compiling native ops. The input projection runs outside the loop. RETURNN runs each
-sequence for its own length (backward direction reversed per sequence); final states are taken at
-each sequence's own last frame. ``PackedSequence`` in and out (``pack_padded_sequence``,
+``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` are leaf modules. Each LSTM layer and direction is one
+``eval`` layer running TF's fused ``BlockLSTMV2`` op (CPU kernel, torch's gate order, the torch
+weights as they are); GRU, RNN and LSTM with ``proj_size`` are a RETURNN ``rec`` layer whose unit
+is a small subnetwork with torch's own cell equations (input projection outside the loop). The
+weights stay variables in torch layout (no transform); nothing needs compiling. The backward
+direction reverses each sequence within its own length around the recurrence; final states are
+taken at each sequence's own last frame. ``PackedSequence`` in and out (``pack_padded_sequence``,
 ``pad_packed_sequence``, also with ``enforce_sorted=False``) map to the padded tensor plus the
 dim's lengths. ``LSTMCell``/``GRUCell``/``RNNCell`` called in a Python loop are unrolled.
 """
