@@ -151,3 +151,15 @@ def dropout(ctx, x, p=0.5, training=True, inplace=False):
         raise NotImplementedError("dropout with training=True in a capture with train=False: call model.eval() "
                                   "or capture with train=True")
     return ctx.layer({"class": "dropout", "from": r, "dropout": p, "dropout_noise_shape": {"*": None}}, r.dims)
+
+
+@handles(F.prelu)
+def prelu(ctx, x, weight):
+    """x if x >= 0 else weight * x, weight per channel (axis 1) or shared."""
+    r = ctx.ref(x)
+    w = ctx.ref(weight, prefer=[r.dims[1]] if r.ndim > 1 else None)
+    if w.shape[0] != 1:
+        w = ctx.rename(w, {w.dims[0]: r.dims[1]})
+    else:
+        w = ctx.squeeze(w, 0)
+    return ctx.eval("tf.where(source(0) >= 0, source(0), source(0) * source(1))", [r, w], r.dims)

@@ -143,3 +143,50 @@ def index_select(ctx, x, dim, index):
         return perm
     pos = ctx.ref(index)
     return _gather(ctx, r, ax, pos, pos.dims)
+
+
+@handles(torch.gather, T.gather)
+def gather(ctx, x, dim, index, *, sparse_grad=False, out=None):
+    """out[..., j, ...] = x[..., index[..., j, ...], ...] along ``dim`` (index has x's other axes)."""
+    r, idx = ctx.ref(x), ctx.ref(index)
+    ax = dim % r.ndim
+    if idx.ndim != r.ndim:
+        raise NotImplementedError("torch.gather with an index of another rank")
+    for k in range(r.ndim):
+        if k != ax and idx.shape[k] != r.shape[k]:
+            raise NotImplementedError("torch.gather with an index smaller than the input along other axes")
+    new = idx.dims[ax]
+    if any(new is d for d in r.dims):
+        new = ctx.dims.same_length_as(new, f"{new.description}_{ctx.op_name}")
+    idx = ctx.rename(idx, {d: (r.dims[k] if k != ax else new) for k, d in enumerate(idx.dims)})
+    dims = list(r.dims)
+    dims[ax] = new
+    # clip: index values in the padding of a padded batch may be garbage (TF's gather would fail on them)
+    idx = ctx.cast(idx, torch.int32)  # RETURNN's clipping works on int32 positions
+    return ctx.layer({"class": "gather", "from": r, "axis": r.dims[ax], "position": idx, "clip_to_valid": True},
+                     dims, dtype=r.dtype)
+
+
+@handles(F.one_hot)
+def one_hot(ctx, x, num_classes=-1):
+    """One-hot int64 vectors along a new last axis."""
+    from ..context import tf_dtype
+
+    r = ctx.ref(x)
+    n = int(ctx.out.shape[-1])
+    cls = ctx.dims.static(n, f"{ctx.op_name}_classes")
+    dims = list(r.dims) + [cls]
+    expr = (f"(lambda d: tf.one_hot(d.copy_transpose([d.get_axis_from_description(a) for a in order]).placeholder, "
+            f"{n}, dtype=tf.int64))(source(0, as_data=True, auto_convert=False))")
+    return ctx.layer({"class": "eval", "from": [r], "eval": expr, "eval_locals": {"order": list(r.dims)},
+                      "out_type": {"dim_tags": dims, "dtype": tf_dtype(torch.int64)}}, dims, dtype=torch.int64)
+
+
+@handles(torch.narrow, T.narrow)
+def narrow(ctx, x, dim, start, length):
+    """x along ``dim`` from ``start``, ``length`` elements (static bounds)."""
+    from .shape import slice_ref
+
+    r = ctx.ref(x)
+    ax = dim % r.ndim
+    return slice_ref(ctx, r, ax, int(start), int(start) + int(length))

@@ -4,6 +4,7 @@ parameters as variables."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from .elementwise import lit
@@ -112,3 +113,19 @@ def normalize(ctx, input, p=2.0, dim=1, eps=1e-12, out=None):
     else:
         raise NotImplementedError(f"F.normalize with p={p}")
     return ctx.eval(expr, [r, norm], r.dims)
+
+
+@handles(torch._weight_norm)
+def weight_norm(ctx, v, g, dim=0):
+    """weight = g * v / ||v|| (norm over all axes but ``dim``): nn.utils weight_norm parametrizations."""
+    rv, rg = ctx.ref(v), ctx.ref(g)
+    ax = dim % rv.ndim if dim is not None and dim != -1 else None
+    others = [k for k in range(rv.ndim) if k != ax]
+    sq = ctx.eval("tf.square(source(0))", [rv], rv.dims, helper="sq")
+    norm = reduce_ref(ctx, sq, "sum", others, False, helper="sumsq")
+    for k in reversed(range(rg.ndim)):  # g is (O, 1, 1, ...): keep the axis of ``dim`` only
+        if rg.shape[k] == 1:
+            rg = ctx.squeeze(rg, k)
+    if ax is not None and rg.ndim == 1:
+        rg = ctx.rename(rg, {rg.dims[0]: rv.dims[ax]})
+    return ctx.eval("source(0) * source(1) * tf.math.rsqrt(source(2))", [rv, rg, norm], rv.dims)
