@@ -1,11 +1,12 @@
 """Small whole models (ASR frontends, Conformer block, wav2vec2-style feature extractor, x-vector
-TDNN): captured, rebuilt from config + checkpoint at other lengths, and checked per sequence on
+TDNN, a HiFi-GAN-style generator with weight norm): captured, rebuilt from config + checkpoint at other lengths, and checked per sequence on
 padded batches with garbage padding."""
 
 import pytest
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch
+from torch.nn.utils.parametrizations import weight_norm
 
 from parity_helpers import Case, assert_padded
 
@@ -64,10 +65,33 @@ class XVector(nn.Module):
         return self.out(torch.cat([y.mean(-1), y.std(-1)], -1))
 
 
+class ResBlock(nn.Module):
+    def __init__(self, c, k=3, dil=(1, 3)):
+        super().__init__()
+        self.convs = nn.ModuleList([weight_norm(nn.Conv1d(c, c, k, dilation=d, padding=d * (k - 1) // 2)) for d in dil])
+    def forward(self, x):
+        for conv in self.convs:
+            x = x + conv(F.leaky_relu(x, 0.1))
+        return x
+class TinyHiFiGAN(nn.Module):
+    def __init__(self, mel=8, ch=8):
+        super().__init__()
+        self.conv_pre = weight_norm(nn.Conv1d(mel, ch, 7, padding=3))
+        self.ups = nn.ModuleList([weight_norm(nn.ConvTranspose1d(ch, ch // 2, 4, 2, 1)), weight_norm(nn.ConvTranspose1d(ch // 2, ch // 4, 4, 2, 1))])
+        self.res = nn.ModuleList([ResBlock(ch // 2), ResBlock(ch // 4)])
+        self.conv_post = weight_norm(nn.Conv1d(ch // 4, 1, 7, padding=3))
+    def forward(self, mel):
+        x = self.conv_pre(mel)
+        for up, res in zip(self.ups, self.res):
+            x = res(up(F.leaky_relu(x, 0.1)))
+        return torch.tanh(self.conv_post(F.leaky_relu(x)))
+
+
 CASES = [
     Case("vgg_frontend", VGG, [(3, 21, 16)], BTF, seq_lens=(21, 9, 14), other_sizes=(16, 30)),
     Case("conformer_block", Conformer, [(3, 9, 8)], BTF),
     Case("wav2vec2_feature_extractor", Wav2Vec2FE, [(3, 161)], BTF, seq_lens=(161, 90, 121), other_sizes=(120, 200)),
+    Case("tiny_hifigan_generator", TinyHiFiGAN, [(3, 8, 11)], ({2: "time"},), seq_lens=(11, 5, 8)),
     Case("xvector_tdnn", XVector, [(3, 25, 6)], BTF, seq_lens=(25, 15, 20), other_sizes=(19, 30)),
 ]
 
