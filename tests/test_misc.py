@@ -30,3 +30,34 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_misc_padded(case):
     assert_padded(case)
+
+
+def _set_slice(x):
+    y = x * 1
+    y[:, :, 1:3] = 0.0
+    return y
+
+
+def _set_int_and_step(x):
+    y = x * 1
+    y[:, 0] = -1.0
+    y[..., ::2] = 5.0
+    return y
+
+
+def _set_bool(x):
+    m = x > 0
+    m[:, :, 0] = True
+    return m
+
+
+SETITEM = [
+    Case("setitem_slice", fn(lambda m, x: _set_slice(x)), [(3, 9, 4)], BTF),
+    Case("setitem_time_int_and_step", fn(lambda m, x: _set_int_and_step(x)), [(3, 9, 4)], BTF),
+    Case("setitem_bool_mask", fn(lambda m, x: _set_bool(x)), [(3, 9, 4)], BTF),
+]
+
+
+@pytest.mark.parametrize("case", SETITEM, ids=str)
+def test_setitem_padded(case):
+    assert_padded(case)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..tensor import DimInt
+from ..tensor import DimInt, ReturnnTensor
 from .registry import handles
 from .shape import slice_ref
 
@@ -190,3 +190,46 @@ def narrow(ctx, x, dim, start, length):
     r = ctx.ref(x)
     ax = dim % r.ndim
     return slice_ref(ctx, r, ax, int(start), int(start) + int(length))
+
+
+@handles(T.__setitem__)
+def setitem(ctx, x, idx, value):
+    """``x[idx] = number`` for ints, slices (with steps) and ``...``: where(in the region, value, x)."""
+    from .elementwise import lit
+
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or isinstance(value, ReturnnTensor):
+            raise NotImplementedError("x[idx] = tensor (only x[idx] = number is supported)")
+        value = value.item()
+    r = ctx.ref(x)
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    if any(it is None or isinstance(it, (torch.Tensor, list, bool)) for it in items):
+        raise NotImplementedError("x[idx] = value with None, bool or tensor indices")
+    if Ellipsis in [it if it is Ellipsis else None for it in items]:
+        k = next(i for i, it in enumerate(items) if it is Ellipsis)
+        items = items[:k] + [slice(None)] * (r.ndim - len(items) + 1) + items[k + 1:]
+    conds, srcs = [], [r]
+    for ax, it in enumerate(items):
+        if isinstance(it, slice) and it == slice(None):
+            continue
+        if r.dims[ax].is_dynamic() and not (isinstance(it, slice) and (it.stop is None or it.stop >= 0)
+                                            and (it.start or 0) >= 0) and not (isinstance(it, int) and it >= 0):
+            raise NotImplementedError("x[idx] = value with negative bounds on a dynamic axis")
+        pos = range_ref(ctx, r.dims[ax], helper=f"pos{ax}")
+        srcs.append(pos)
+        p = f"source({len(srcs) - 1})"
+        if isinstance(it, int):
+            conds.append(f"tf.equal({p}, {it % r.shape[ax] if not r.dims[ax].is_dynamic() else it})")
+            continue
+        start, stop, step = it.start or 0, it.stop, it.step or 1
+        if not r.dims[ax].is_dynamic():
+            start, stop, step = slice(it.start, it.stop, it.step).indices(r.shape[ax])
+        c = f"({p} >= {start})"
+        if stop is not None:
+            c += f" & ({p} < {stop})"
+        if step != 1:
+            c += f" & tf.equal(tf.math.floormod({p} - {start}, {step}), 0)"
+        conds.append(c)
+    cond = " & ".join(conds) if conds else "True"
+    v = lit(bool(value) if r.dtype == torch.bool else value)
+    return ctx.eval(f"tf.where({cond}, tf.cast({v}, source(0).dtype), source(0))", srcs, r.dims, dtype=r.dtype)
