@@ -7,14 +7,9 @@ import torch
 
 from ..tensor import DimInt
 from .registry import handles
+from .shape import _sizes
 
 T = torch.Tensor
-
-
-def _sizes(args) -> list:
-    if len(args) == 1 and isinstance(args[0], (list, tuple, torch.Size)):
-        return list(args[0])
-    return list(args)
 
 
 def filled(ctx, sizes, value):

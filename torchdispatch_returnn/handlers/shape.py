@@ -11,6 +11,7 @@ T = torch.Tensor
 
 
 def _sizes(args) -> list:
+    """Sizes given as varargs or as one sequence (``view(2, 3)`` / ``view((2, 3))``)."""
     if len(args) == 1 and isinstance(args[0], (list, tuple, torch.Size)):
         return list(args[0])
     return list(args)
