@@ -42,6 +42,9 @@ CASES = [
     fn("einsum_outer", lambda m, x: torch.einsum("bi,bj->bij", x.sum(1), x.mean(1))),
     fn("einsum_sum_out", lambda m, x: torch.einsum("btf->bf", x)),
     fn("einsum_transpose", lambda m, x: torch.einsum("btf->bft", x) + 0),
+    fn("einsum_ellipsis", lambda m, x: torch.einsum("...tf,...sf->...ts", x, x * 2)),
+    fn("einsum_ellipsis_heads", lambda m, x: torch.einsum("...ij,jk->...ik", x.view(*x.shape[:2], 2, 3), m.p0),
+       params=(lambda: torch.randn(3, 4),)),
     fn("einsum_implicit", lambda m, x: torch.einsum("btf,f", x, m.p0), params=(lambda: torch.randn(6),)),
 ]
 

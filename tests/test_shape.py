@@ -56,6 +56,8 @@ CASES = [
     sh("repeat_static", lambda x: x[:, :, :2].repeat(1, 1, 3) * 1),
     sh("repeat_new_axis", lambda x: x.sum(1).repeat(2, 1, 1) + 0),
     sh("tile", lambda x: torch.tile(x[:, :, :3], (2,)) * 1),
+    sh("roll", lambda x: torch.roll(x, 3, dims=2) * 1),
+    sh("roll_two", lambda x: x.unsqueeze(1).expand(-1, 3, -1, -1).roll((1, -2), (1, 3)) * 1),
     sh("index_select", lambda x: torch.index_select(x, 2, torch.tensor([1, 0, 5])) + 0),
 ]
 

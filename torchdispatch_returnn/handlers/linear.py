@@ -119,17 +119,34 @@ def linear(ctx, x, weight, bias=None):
     return ctx.eval("source(0) + source(1)", [y, b], y.dims)
 
 
+def _expand_ellipsis(terms, rhs, ndims):
+    """Replace ``...`` by letters not used elsewhere (right-aligned broadcast axes, as torch)."""
+    used = set("".join(terms) + (rhs or ""))
+    pool = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used]
+    n_ell = max((nd - (len(t) - 3) for t, nd in zip(terms, ndims) if "..." in t), default=0)
+    ell = "".join(pool[:n_ell])
+    new_terms = [t.replace("...", ell[n_ell - (nd - (len(t) - 3)):]) if "..." in t else t
+                 for t, nd in zip(terms, ndims)]
+    if rhs is None:
+        rest = sorted(c for c in set("".join(terms).replace(".", "")) if "".join(terms).count(c) == 1)
+        rhs = ell + "".join(rest)
+    else:
+        rhs = rhs.replace("...", ell)
+    return new_terms, rhs
+
+
 @handles(torch.einsum)
 def einsum(ctx, equation, *operands):
     """Two-operand (or one-operand) einsum without repeated indices in one operand."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     eq = equation.replace(" ", "")
-    if "..." in eq:
-        raise NotImplementedError("einsum with '...'")
-    lhs, _, rhs = eq.partition("->")
+    lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
-    if not _:
+    if "..." in eq:
+        terms, rhs = _expand_ellipsis(terms, rhs if arrow else None, [o.dim() for o in operands])
+        arrow = "->"
+    if not arrow:
         letters = sorted(set("".join(terms)))
         rhs = "".join(c for c in letters if "".join(terms).count(c) == 1)
     if any(len(set(t)) != len(t) for t in terms):

@@ -361,3 +361,25 @@ def repeat(ctx, x, *sizes):
         parts = [r] * k
         r = cat_refs(ctx, parts, i, helper=None if last else f"tile{i}")
     return r
+
+
+@handles(torch.roll, T.roll)
+def roll(ctx, x, shifts, dims=None):
+    """Circular shift along static axes (a cat of two slices per axis)."""
+    r = ctx.ref(x)
+    if dims is None:
+        raise NotImplementedError("torch.roll over the flattened tensor (no dims)")
+    shifts = [shifts] if isinstance(shifts, int) else list(shifts)
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    for k, (s, d) in enumerate(zip(shifts, dims)):
+        ax = d % r.ndim
+        if r.dims[ax].is_dynamic() or r.dims[ax].is_batch_dim():
+            raise NotImplementedError("torch.roll along a dynamic or batch axis")
+        n = r.shape[ax]
+        s %= n
+        if s == 0:
+            continue
+        tail = slice_ref(ctx, r, ax, n - s, n, helper=f"tail{k}")
+        head = slice_ref(ctx, r, ax, 0, n - s, helper=f"head{k}")
+        r = cat_refs(ctx, [tail, head], ax, helper=None if k == len(dims) - 1 else f"roll{k}")
+    return r
