@@ -428,15 +428,6 @@ class Capture(InputsMixin):
         self._var_values.append((ref.name, value.cpu().numpy()))
         return ref
 
-    def zeros_ref(self, dims, dtype: torch.dtype) -> Ref:
-        """A constant of zeros (False) with the given dims, dynamic ones included."""
-        deps = sorted({self._dim_layers[id(x)] for x in dims if x.is_dynamic()})
-        d = {"class": "constant", "value": False if dtype == torch.bool else 0, "shape": list(dims),
-             "dtype": tf_dtype(dtype)}
-        if deps:
-            d["shape_deps"] = deps
-        return self.build(Namer.join(self.scope, "zeros"), d, tuple(dims), dtype)
-
     def constant_ref(self, value: torch.Tensor, dims=None) -> Ref:
         """A plain tensor as a ``constant`` layer (small) or non-trainable ``variable`` (large)."""
         if dims is None:

@@ -74,8 +74,7 @@ class OpContext:
         d = {"class": "eval", "from": list(inputs), "eval": expr, "allow_broadcast_all_sources": True,
              "out_type": {"dtype": tf_dtype(dtype)}}
         if axis is not None:
-            d["eval"] = expr.replace("{axis}", "self.output.get_axis_from_description(axis)")
-            d["eval_locals"] = {"axis": axis}
+            dims_locals = {**(dims_locals or {}), "axis": axis}
         for key, dim in (dims_locals or {}).items():  # "{key}" -> RETURNN axis index of that dim
             d["eval"] = d["eval"].replace("{%s}" % key, f"self.output.get_axis_from_description({key})")
             d.setdefault("eval_locals", {})[key] = dim
@@ -85,6 +84,15 @@ class OpContext:
         if r.dtype == dtype:
             return r
         return self.layer({"class": "cast", "from": r, "dtype": tf_dtype(dtype)}, r.dims, dtype=dtype, helper="cast")
+
+    def fill(self, dims: Sequence[Dim], value, dtype: torch.dtype, helper: str | None = None) -> Ref:
+        """A ``constant`` layer of ``dims`` (dynamic ones included) filled with ``value``."""
+        v = bool(value) if dtype == torch.bool else (float(value) if dtype.is_floating_point else int(value))
+        d = {"class": "constant", "value": v, "shape": list(dims), "dtype": tf_dtype(dtype)}
+        deps = sorted({self.capture._dim_layers[id(x)] for x in dims if x.is_dynamic()})
+        if deps:
+            d["shape_deps"] = deps
+        return self.layer(d, dims, dtype=dtype, helper=helper)
 
     def const(self, value, dims: Sequence[Dim], dtype: torch.dtype | None = None) -> Ref:
         """A constant (small) or non-trainable variable (large) with the given dims."""

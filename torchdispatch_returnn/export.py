@@ -113,32 +113,36 @@ def _feed(cap, arrays: list, seq_lens: dict | None = None, use_capture_lengths: 
     if len(arrays) != len(cap._input_order):
         raise InputSpecError(f"expected {len(cap._input_order)} input(s) ({cap._input_order}), got {len(arrays)}")
     feed = {}
-    fed_dims = {}
     for key, arr in zip(cap._input_order, arrays):
-        data = cap.network.extern_data.data[key]
-        arr = _np(arr)
-        dims = cap._inputs[key][1]
-        if arr.ndim != len(dims):
-            raise InputSpecError(f"input {key!r} must have {len(dims)} axes, got shape {arr.shape}")
-        for ax, d in enumerate(dims):
-            if d.is_static() and arr.shape[ax] != d.dimension:
-                raise InputSpecError(f"input {key!r} axis {ax} is static with size {d.dimension}, got {arr.shape[ax]}")
-        feed[data.placeholder] = arr.astype(data.dtype, copy=False)
-        batch_ax = [i for i, d in enumerate(dims) if d.is_batch_dim()]
-        n_batch = arr.shape[batch_ax[0]] if batch_ax else 1
-        for ax, d in enumerate(dims):
-            if d.is_dynamic() and not d.is_batch_dim() and id(d) not in fed_dims:
-                lens = (seq_lens or {}).get(d.description)
-                if lens is None and use_capture_lengths:
-                    lens = cap._length_values.get(id(d))
-                if lens is None:
-                    lens = np.full([n_batch], arr.shape[ax], dtype=np.int32)
-                lens = np.asarray(_np(lens), dtype=np.int32)
-                if lens.shape != (n_batch,) or lens.max(initial=0) > arr.shape[ax] or lens.min(initial=1) < 0:
-                    raise InputSpecError(f"seq_lens[{d.description!r}] must be {n_batch} lengths <= {arr.shape[ax]}")
-                feed[d.dyn_size_ext.placeholder] = lens
-                fed_dims[id(d)] = lens
+        _feed_input(feed, cap.network.extern_data.data[key], cap._inputs[key][1], key, arr, seq_lens,
+                    cap._length_values if use_capture_lengths else None)
     return feed
+
+
+def _feed_input(feed: dict, data, dims, key: str, arr, seq_lens: dict | None, known_lengths: dict | None) -> None:
+    """Feed one extern input and the lengths of its dynamic dims: ``seq_lens`` by dim name, else
+    ``known_lengths`` (by dim id), else the full padded size."""
+    arr = _np(arr)
+    if arr.ndim != len(dims):
+        raise InputSpecError(f"input {key!r} must have {len(dims)} axes, got shape {arr.shape}")
+    for ax, d in enumerate(dims):
+        if d.is_static() and arr.shape[ax] != d.dimension:
+            raise InputSpecError(f"input {key!r} axis {ax} is static with size {d.dimension}, got {arr.shape[ax]}")
+    feed[data.placeholder] = arr.astype(data.dtype, copy=False)
+    batch_ax = [i for i, d in enumerate(dims) if d.is_batch_dim()]
+    n_batch = arr.shape[batch_ax[0]] if batch_ax else 1
+    for ax, d in enumerate(dims):
+        if not d.is_dynamic() or d.is_batch_dim() or d.dyn_size_ext.placeholder in feed:
+            continue
+        lens = (seq_lens or {}).get(d.description)
+        if lens is None and known_lengths:
+            lens = known_lengths.get(id(d))
+        if lens is None:
+            lens = np.full([n_batch], arr.shape[ax], dtype=np.int32)
+        lens = np.asarray(_np(lens), dtype=np.int32)
+        if lens.shape != (n_batch,) or lens.max(initial=0) > arr.shape[ax] or lens.min(initial=1) < 0:
+            raise InputSpecError(f"seq_lens[{d.description!r}] must be {n_batch} lengths <= {arr.shape[ax]}")
+        feed[d.dyn_size_ext.placeholder] = lens
 
 
 def _np(x) -> np.ndarray:
@@ -276,15 +280,7 @@ class ConfigNetwork:
         feed = {}
         for key, arr in zip(self.input_keys, inputs):
             data = self.network.extern_data.data[key]
-            arr = _np(arr)
-            feed[data.placeholder] = arr.astype(data.dtype, copy=False)
-            batch_ax = [i for i, d in enumerate(data.dims) if d.is_batch_dim()]
-            n_batch = arr.shape[batch_ax[0]] if batch_ax else 1
-            for ax, d in enumerate(data.dims):
-                if d.is_dynamic() and not d.is_batch_dim() and d.dyn_size_ext.placeholder not in feed:
-                    lens = (seq_lens or {}).get(d.description)
-                    feed[d.dyn_size_ext.placeholder] = (np.full([n_batch], arr.shape[ax], np.int32) if lens is None
-                                                        else np.asarray(_np(lens), np.int32))
+            _feed_input(feed, data, data.dims, key, arr, seq_lens, None)
         outs = self.session.run([self.network.get_layer(n).output.placeholder for n in self.output_names], feed)
         return outs[0] if len(outs) == 1 else tuple(outs)
 

@@ -96,17 +96,12 @@ def glu(ctx, x, dim=-1):
     r = ctx.ref(x)
     ax = dim % r.ndim
     half = r.shape[ax] // 2
-    a = _slice(ctx, r, ax, 0, half, "a")
-    b = _slice(ctx, r, ax, half, 2 * half, "b")
+    from .shape import slice_ref
+
+    a = slice_ref(ctx, r, ax, 0, half, helper="a")
+    b = slice_ref(ctx, r, ax, half, 2 * half, helper="b")
     b = ctx.rename(b, {b.dims[ax]: a.dims[ax]})
     return ctx.eval("source(0) * tf.sigmoid(source(1))", [a, b], a.dims)
-
-
-def _slice(ctx, r, ax, start, end, helper):
-    dims = list(r.dims)
-    dims[ax] = ctx.dims.static(end - start, f"{ctx.op_name}_{helper}")
-    return ctx.layer({"class": "slice", "from": r, "axis": r.dims[ax], "slice_start": start, "slice_end": end,
-                      "out_dim": dims[ax]}, dims, dtype=r.dtype, helper=helper)
 
 
 def _softmax(ctx, x, dim, dtype, log: bool):

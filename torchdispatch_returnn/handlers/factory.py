@@ -22,15 +22,7 @@ def filled(ctx, sizes, value):
                 from .index import range_ref
 
                 ctx.rename(range_ref(ctx, d, helper=f"twin{k}"), {d: dims[k]})
-    dtype = ctx.out.dtype
-    v = bool(value) if dtype == torch.bool else (float(value) if dtype.is_floating_point else int(value))
-    from ..context import tf_dtype
-
-    d = {"class": "constant", "value": v, "shape": dims, "dtype": tf_dtype(dtype)}
-    deps = sorted({ctx.capture._dim_layers[id(x)] for x in dims if x.is_dynamic()})
-    if deps:
-        d["shape_deps"] = deps
-    return ctx.layer(d, dims)
+    return ctx.fill(dims, value, ctx.out.dtype)
 
 
 @handles(torch.zeros, torch.empty, factory=True)

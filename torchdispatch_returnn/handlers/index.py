@@ -43,9 +43,10 @@ def _index_int(ctx, r, ax, i: int):
     d = r.dims[ax]
     if i < 0 and d.is_dynamic():
         # the i-th frame from each sequence's own end
-        length = ctx.layer({"class": "length", "from": r, "axis": d, "dtype": "int64"}, [_batch(r)],
-                           dtype=torch.int64, helper="len")
-        pos = ctx.eval(f"source(0) - {-i}", [length], length.dims, dtype=torch.int64, helper="pos")
+        _batch(r)
+        length = ctx.size_ref(d, r.dims)
+        pos = ctx.eval(f"tf.cast(source(0), tf.int64) - {-i}", [length], length.dims, dtype=torch.int64,
+                       helper="pos")
         return _gather(ctx, r, ax, pos, [], helper="item")
     return _gather(ctx, r, ax, i % r.shape[ax], [], helper="item")
 

@@ -87,7 +87,7 @@ def _static_repeat(ctx, r, ax, k, new, helper):
     dims = list(r.dims[:ax + 1]) + [one] + list(r.dims[ax + 1:])
     s = ctx.layer({"class": "split_dims", "from": r, "axis": d, "dims": [d, one]}, dims, dtype=r.dtype,
                   helper="rep_split")
-    zeros = ctx.capture.zeros_ref([kd], r.dtype)
+    zeros = ctx.fill([kd], 0, r.dtype, helper="zeros")
     t = ctx.eval("source(0) + source(1)" if r.dtype != torch.bool else "tf.logical_or(source(0), source(1))",
                  [ctx.squeeze(s, ax + 1), zeros], list(r.dims[:ax + 1]) + [kd] + list(r.dims[ax + 1:]),
                  dtype=r.dtype, helper="rep_tile")
@@ -168,8 +168,7 @@ def adaptive_pool(ctx, mode, n, x, output_size):
     if any(k != 1 for k in ks):
         if red:
             raise NotImplementedError("adaptive pooling mixing global and windowed axes")
-        pooled = pool_nd(ctx, n, mode, x, [k if k != 1 else 1 for k in ks], ks, 0, 1, False, True)
-        return pooled
+        return pool_nd(ctx, n, mode, x, ks, ks, 0, 1, False, True)
     if not red:
         return r
     return reduce_ref(ctx, r, "mean" if mode == "avg" else "max", red, True)

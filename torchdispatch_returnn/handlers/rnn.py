@@ -21,6 +21,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..tensor import PackedRef, Ref, ReturnnTensor, UnsortedRef
 from .registry import handles, handles_module
+from .shape import reverse_sequences
 
 logger = logging.getLogger("torchdispatch_returnn")
 
@@ -84,7 +85,7 @@ def _block_lstm(ctx, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c
         refs += [ctx.ref(getattr(m, "bias_ih" + sfx)), ctx.ref(getattr(m, "bias_hh" + sfx))]
     hh_dim = refs[1].dims[1]
     if direction == -1:
-        inp = _reverse(ctx, inp, t_dim, b_dim, f"xrev{tag}")
+        inp = reverse_sequences(ctx, inp, t_dim, b_dim, f"xrev{tag}")
     states = [s for s in (init_h, init_c) if s is not None]
     srcs = [inp] + refs + states
     h = m.hidden_size
@@ -115,12 +116,9 @@ def _block_lstm(ctx, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c
                      [two, t_dim, b_dim, hh_dim], helper=f"lstm{tag}")
     seq, c_seq = (ctx.layer({"class": "gather", "from": both, "axis": two, "position": k}, [t_dim, b_dim, hh_dim],
                             helper=f"{nm}{tag}") for k, nm in enumerate(("seq", "cseq")))
-    length = ctx.size_ref(t_dim, [b_dim])
-    pos = ctx.eval("source(0) - 1", [length], [b_dim], dtype=torch.int32, helper=f"last{tag}")
-    h_n, c_n = (ctx.layer({"class": "gather", "from": r, "axis": t_dim, "position": pos}, [b_dim, hh_dim],
-                          helper=f"{nm}{tag}") for r, nm in ((seq, "h_n"), (c_seq, "c_n")))
+    h_n, c_n = _last_frames(ctx, [seq, c_seq], t_dim, b_dim, tag)
     if direction == -1:
-        seq = _reverse(ctx, seq, t_dim, b_dim, f"rev{tag}")
+        seq = reverse_sequences(ctx, seq, t_dim, b_dim, f"rev{tag}")
     return seq, h_n, c_n
 
 
@@ -148,7 +146,7 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
         xp = ctx.eval(" + ".join(f"source({i})" for i in range(len(bs) + 1)), [xp] + bs, xp.dims, helper=f"xb{tag}")
     b_hh = ctx.rename(b_hh, {b_hh.dims[0]: g_dim}) if kind == "GRU" and b_hh is not None else None
     if direction == -1:  # a subnetwork unit runs forward only: reverse each sequence around it
-        xp = _reverse(ctx, xp, t_dim, b_dim, f"xrev{tag}")
+        xp = reverse_sequences(ctx, xp, t_dim, b_dim, f"xrev{tag}")
     if w_hr is not None:
         w_hr = ctx.rename(w_hr, {w_hr.dims[0]: hh_dim, w_hr.dims[1]: hc_dim})
     if init_h is not None:
@@ -158,28 +156,24 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
     unit = _unit(ctx, kind, act, w_hh, b_hh, w_hr, g_dim, hh_dim, hc_dim, n_dim, b_dim, init_h, init_c)
     seq = ctx.layer({"class": "rec", "from": xp, "axis": t_dim, "unit": unit}, [t_dim, b_dim, hh_dim],
                     helper=f"rec{tag}")
-    # final states at each sequence's own last frame (of the reversed run for the backward direction)
-    length = ctx.size_ref(t_dim, [b_dim])
-    pos = ctx.eval("source(0) - 1", [length], [b_dim], dtype=torch.int32, helper=f"last{tag}")
-    h_n = ctx.layer({"class": "gather", "from": seq, "axis": t_dim, "position": pos}, [b_dim, hh_dim],
-                    helper=f"h_n{tag}")
-    c_n = None
+    seqs = [seq]
     if kind == "LSTM":
-        c_seq = Ref(f"{seq.name}/c", (t_dim, b_dim, hc_dim), (seq.shape[0], seq.shape[1], m.hidden_size),
-                    seq.dtype)
-        c_n = ctx.layer({"class": "gather", "from": c_seq, "axis": t_dim, "position": pos}, [b_dim, hc_dim],
-                        helper=f"c_n{tag}")
+        seqs.append(Ref(f"{seq.name}/c", (t_dim, b_dim, hc_dim), (seq.shape[0], seq.shape[1], m.hidden_size),
+                        seq.dtype))
+    finals = _last_frames(ctx, seqs, t_dim, b_dim, tag)
+    h_n, c_n = finals[0], (finals[1] if kind == "LSTM" else None)
     if direction == -1:
-        seq = _reverse(ctx, seq, t_dim, b_dim, f"rev{tag}")
+        seq = reverse_sequences(ctx, seq, t_dim, b_dim, f"rev{tag}")
     return seq, h_n, c_n
 
 
-def _reverse(ctx, r, t_dim, b_dim, helper):
-    """Each sequence reversed within its own length."""
+def _last_frames(ctx, seqs, t_dim, b_dim, tag) -> list:
+    """Each sequence's own last frame of each (T, B, H) ref: the final states (of the reversed run
+    for the backward direction)."""
     length = ctx.size_ref(t_dim, [b_dim])
-    return ctx.eval("tf.reverse_sequence(source(0), tf.cast(source(1, auto_convert=False), tf.int64), "
-                    "seq_axis={axis}, batch_axis={batch})", [r, length], r.dims, dtype=r.dtype, helper=helper,
-                    dims_locals={"axis": t_dim, "batch": b_dim})
+    pos = ctx.eval("source(0) - 1", [length], [b_dim], dtype=torch.int32, helper=f"last{tag}")
+    return [ctx.layer({"class": "gather", "from": s, "axis": t_dim, "position": pos}, [b_dim, s.dims[2]],
+                      helper=f"{nm}{tag}") for s, nm in zip(seqs, ("h_n", "c_n"))]
 
 
 def _state_slices(ctx, state, count, b_dim, tag):

@@ -115,7 +115,7 @@ def expand_ref(ctx, r, target_dims):
     missing = list(target_dims[:n_new]) + missing
     if not missing:
         return ctx.transpose_to(r, target_dims)
-    zeros = ctx.capture.zeros_ref(missing, r.dtype)
+    zeros = ctx.fill(missing, 0, r.dtype, helper="zeros")
     op = "tf.logical_or" if r.dtype == torch.bool else "tf.add"
     out = ctx.eval(f"{op}(source(0), source(1))", [r, zeros], target_dims, dtype=r.dtype)
     return out
@@ -303,13 +303,18 @@ def flip(ctx, x, *dims):
             batch = next((b for b in r.dims if b.is_batch_dim()), None)
             if batch is None:
                 raise NotImplementedError("flip along a dynamic axis of a tensor without batch axis")
-            length = ctx.size_ref(d, r.dims)
-            r = ctx.eval("tf.reverse_sequence(source(0), tf.cast(source(1, auto_convert=False), tf.int64), "
-                         "seq_axis={axis}, batch_axis={batch})", [r, length], r.dims, dtype=r.dtype, helper=helper,
-                         dims_locals={"axis": d, "batch": batch})
+            r = reverse_sequences(ctx, r, d, batch, helper)
         else:
             r = ctx.eval("tf.reverse(source(0), axis=[{axis}])", [r], r.dims, axis=d, dtype=r.dtype, helper=helper)
     return r
+
+
+def reverse_sequences(ctx, r, t_dim, b_dim, helper=None):
+    """Each sequence of ``r`` reversed along ``t_dim`` within its own length (padding stays at the end)."""
+    length = ctx.size_ref(t_dim, [b_dim])
+    return ctx.eval("tf.reverse_sequence(source(0), tf.cast(source(1, auto_convert=False), tf.int64), "
+                    "seq_axis={axis}, batch_axis={batch})", [r, length], r.dims, dtype=r.dtype, helper=helper,
+                    dims_locals={"axis": t_dim, "batch": b_dim})
 
 
 @handles(torch.cumsum, T.cumsum)
