@@ -17,11 +17,11 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+import numpy as np
+import torch
+import torch.nn as nn
 
-from torchdispatch_returnn import returnn_capture  # noqa: E402
+from torchdispatch_returnn import returnn_capture
 
 
 class BLSTMEncoder(nn.Module):

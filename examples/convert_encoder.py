@@ -10,11 +10,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from torchdispatch_returnn import returnn_capture  # noqa: E402
-from torchdispatch_returnn.demo import Encoder  # noqa: E402
+from torchdispatch_returnn import returnn_capture
+from torchdispatch_returnn.demo import Encoder
 
 
 def main():

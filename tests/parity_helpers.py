@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ def assert_parity(case: Case, tmp_dir: str | None = None) -> Any:
     fresh = ConfigNetwork(cfg, ckpt)
     try:
         dyn_names = sorted({n for spec in (case.dyn or ()) if spec for n in spec.values() if n != "batch"})
-        size_sets = [None] + ([{n: s for n in dyn_names} for s in case.other_sizes] if dyn_names else [])
+        size_sets = [None] + ([dict.fromkeys(dyn_names, s) for s in case.other_sizes] if dyn_names else [])
         for k, sizes in enumerate(size_sets):
             xs_k = xs if sizes is None else make_inputs(case, sizes, seed=k + 1)
             with torch.no_grad():
@@ -136,7 +137,7 @@ class Fn(torch.nn.Module):
 COVERED: set = set()
 
 
-def GARBAGE(shape, g):  # noqa: N802 - the padding's content in padded-batch checks
+def GARBAGE(shape, g):
     """NaN in the padding: any leak of padding into valid frames shows (even through * 0)."""
     return torch.full(shape, float("nan"))
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
 from parity_helpers import Case, assert_parity
+
 from torchdispatch_returnn import returnn_capture
 
 

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from parity_helpers import Case, Fn, assert_parity
 
 T3 = [(3, 11, 5)]

@@ -8,8 +8,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from torchdispatch_returnn import (CaptureError, InputSpecError, ParityError, UnsupportedOpError, register,
-                                   returnn_capture, unregister)
+from torchdispatch_returnn import (
+    CaptureError,
+    InputSpecError,
+    ParityError,
+    UnsupportedOpError,
+    register,
+    returnn_capture,
+    unregister,
+)
 from torchdispatch_returnn.tensor import ReturnnTensor
 
 
@@ -169,3 +176,127 @@ def test_behavior_version_conflict_message():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert "ERR RETURNN's behavior_version is already set to 21" in out.stdout, out.stdout + out.stderr
+
+
+# -- the error contract: every failure is a CaptureError naming the callable and the user's line ----------
+def _line_of(tag: str) -> str:
+    line = next(i for i, text in enumerate(open(__file__).read().splitlines(), 1) if tag in text)
+    return f"{__file__}:{line}"
+
+
+def test_handler_not_implemented_becomes_unsupported_with_reason():
+    class M(nn.Module):
+        def forward(self, x):
+            return torch.split(x, 2, dim=1)[0]  # SPLIT_LINE
+
+    with pytest.raises(UnsupportedOpError) as ei:
+        with returnn_capture(dynamic_shapes=({1: "time"},)):
+            M()(torch.randn(2, 6, 3))
+    msg = str(ei.value)
+    assert "torch.functional.split" in msg and "split/chunk along a dynamic axis" in msg and _line_of("# SPLIT_LINE") in msg
+    assert isinstance(ei.value.__cause__, NotImplementedError)
+    _torch_state_clean()
+
+
+def test_returnn_build_failure_names_layer_dict_and_op():
+    def bad(ctx, x):  # a layer RETURNN cannot build
+        r = ctx.ref(x)
+        return ctx.layer({"class": "activation", "from": r, "activation": "no_such_activation"}, r.dims)
+
+    register(torch.special.entr, bad, override=True)
+    try:
+        class M(nn.Module):
+            def forward(self, x):
+                return torch.special.entr(x.abs()) + 1  # ENTR_LINE
+
+        with pytest.raises(CaptureError) as ei:
+            with returnn_capture(dynamic_shapes=({1: "time"},)):
+                M()(torch.randn(2, 5, 3))
+        msg = str(ei.value)
+        assert "torch.special.entr" in msg and _line_of("# ENTR_LINE") in msg
+        assert "RETURNN could not build layer 'special_entr'" in msg and "no_such_activation" in msg
+        assert ei.value.__cause__ is not None
+    finally:
+        unregister(torch.special.entr)
+    _torch_state_clean()
+
+
+def test_wrong_dims_claim_is_a_build_error():
+    def bad(ctx, x):  # claims to keep all dims, but reduces the last one
+        r = ctx.ref(x)
+        return ctx.layer({"class": "reduce", "from": r, "mode": "sum", "axes": [r.dims[-1]]}, r.dims)
+
+    class M(nn.Module):
+        def forward(self, x):
+            return torch.special.entr(x)
+
+    register(torch.special.entr, bad, override=True)
+    try:
+        with pytest.raises(CaptureError, match=r"has dims .* expected"):
+            with returnn_capture(dynamic_shapes=({1: "time"},)):
+                M()(torch.randn(2, 5, 3))
+    finally:
+        unregister(torch.special.entr)
+
+
+def test_tf_failure_at_parity_run_names_op_and_layer():
+    def bad(ctx, x):  # builds fine, fails when run (reshape to a wrong size)
+        r = ctx.ref(x)
+        return ctx.eval("tf.reshape(source(0), [7, -1, 3])", [r], r.dims)
+
+    register(torch.special.entr, bad, override=True)
+    try:
+        class M(nn.Module):
+            def forward(self, x):
+                return torch.special.entr(x) * 2  # RUN_LINE
+
+        with pytest.raises(CaptureError) as ei:
+            with returnn_capture(dynamic_shapes=({1: "time"},)):
+                M()(torch.randn(2, 5, 3))
+        msg = str(ei.value)
+        assert "torch.special.entr" in msg and "'special_entr'" in msg and _line_of("# RUN_LINE") in msg
+        assert "failed in TensorFlow" in msg and "Input to reshape" in msg and len(msg.splitlines()) < 5
+    finally:
+        unregister(torch.special.entr)
+
+
+def test_handler_crash_is_a_capture_error_with_location():
+    def bad(ctx, x):
+        return {}["boom"]
+
+    register(torch.special.entr, bad, override=True)
+    try:
+        class M(nn.Module):
+            def forward(self, x):
+                return torch.special.entr(x)  # CRASH_LINE
+
+        with pytest.raises(CaptureError) as ei:
+            with returnn_capture():
+                M()(torch.randn(2, 3))
+        assert "torch.special.entr" in str(ei.value) and _line_of("# CRASH_LINE") in str(ei.value)
+        assert isinstance(ei.value.__cause__, KeyError)
+    finally:
+        unregister(torch.special.entr)
+    _torch_state_clean()
+
+
+def test_register_over_builtin_says_how_to_replace_it():
+    def mine(ctx, x):
+        r = ctx.ref(x)
+        return ctx.eval("tf.sigmoid(source(0))", [r], r.dims)
+
+    with pytest.raises(ValueError, match=r"unregister.*override=True"):
+        register(torch.sigmoid, mine)
+    register(torch.sigmoid, mine, override=True)
+    unregister(torch.sigmoid)  # the built-in handler comes back
+    with returnn_capture() as net:
+        nn.Sigmoid()(torch.randn(2, 3))
+    assert net.parity.ok and net.ops_seen
+
+
+def test_readme_handler_example_runs_as_printed():
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")).read()
+    section = readme.split("### Writing a handler", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    _torch_state_clean()

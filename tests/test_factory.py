@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from parity_helpers import Case, Fn, assert_parity
 
 DYN = ({1: "time"},)
@@ -54,6 +53,7 @@ def test_factory(case):
 
 def test_tensor_of_dynamic_size_is_refused():
     from parity_helpers import COVERED
+
     from torchdispatch_returnn import returnn_capture
 
     cap = returnn_capture(dynamic_shapes=({1: "time"},))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from parity_helpers import COVERED
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from parity_helpers import COVERED
 from torchdispatch_returnn import InputSpecError, ParityError, returnn_capture
 
 

@@ -4,9 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils.parametrizations import weight_norm
-
 from parity_helpers import Case, Fn, assert_padded
+from torch.nn.utils.parametrizations import weight_norm
 
 BTF = ({1: "time"},)
 

@@ -37,7 +37,7 @@ def _capture(model, x):
 def test_exact_layer_names():
     net = _capture(Net().eval(), torch.randn(2, 5, 4))
     names = list(net.net_dict)
-    expected_ff = lambda p: [  # noqa: E731
+    expected_ff = lambda p: [
         f"{p}.lin1.weight", f"{p}.lin1.linear_dot", f"{p}.lin1.bias", f"{p}.lin1.linear", f"{p}.lin1",
         f"{p}.relu", f"{p}.lin2.weight", f"{p}.lin2.linear_dot", f"{p}.lin2.bias", f"{p}.lin2.linear",
         f"{p}.lin2", p]

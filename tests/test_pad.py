@@ -1,7 +1,6 @@
 import pytest
 import torch.nn as nn
 import torch.nn.functional as F
-
 from parity_helpers import Case, Fn, assert_parity
 
 D = ({2: "time"},)

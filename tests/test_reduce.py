@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from parity_helpers import Case, Fn, assert_parity
 
 DYN = ({1: "time"},)

@@ -4,9 +4,8 @@ padding compared per sequence, at other lengths too."""
 import pytest
 import torch
 import torch.nn as nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
 from parity_helpers import COVERED, Case, assert_padded, assert_parity
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 BTF = ({1: "time"},)
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from parity_helpers import Case, Fn, assert_parity
 
 

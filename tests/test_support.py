@@ -9,7 +9,7 @@ def test_support_table_lists_every_handler_with_location():
     rows = support_rows()
     names = {r[0] for r in rows}
     assert {"torch.nn.functional.linear", "torch.Tensor.__getitem__", "torch.arange"} <= names
-    for _, family, loc in rows:
+    for _, _family, loc in rows:
         path, line = loc.rsplit(":", 1)
         assert os.path.exists(os.path.join(os.path.dirname(os.path.dirname(__file__)), path)) and int(line) > 0
 

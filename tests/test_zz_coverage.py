@@ -5,9 +5,9 @@ Runs last (file name). Run alone it has nothing to check and says so.
 """
 
 import pytest
+from parity_helpers import COVERED
 
 import torchdispatch_returnn.handlers as handlers
-from parity_helpers import COVERED
 from torchdispatch_returnn.handlers.registry import target_name
 
 

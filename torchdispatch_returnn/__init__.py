@@ -1,9 +1,10 @@
 """torchdispatch_returnn: run unmodified PyTorch code once, get an equivalent RETURNN network."""
 
 from .capture import Capture, returnn_capture
-from .errors import CaptureError, InputSpecError, ParityError, UnsupportedOpError
+from .errors import CaptureError, HandlerError, InputSpecError, LayerBuildError, ParityError, UnsupportedOpError
 from .handlers.registry import register, unregister
+from .runtime import ConfigNetwork
 
-__all__ = ["returnn_capture", "Capture", "register", "unregister", "CaptureError", "UnsupportedOpError",
-           "ParityError", "InputSpecError"]
-__version__ = "0.1.0"
+__all__ = ["returnn_capture", "Capture", "ConfigNetwork", "register", "unregister", "CaptureError",
+           "UnsupportedOpError", "ParityError", "InputSpecError", "LayerBuildError", "HandlerError"]
+__version__ = "0.2.0"

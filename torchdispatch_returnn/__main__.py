@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
+from .demo import main as demo_main
+from .support import support_markdown
+
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -16,8 +19,6 @@ def main(argv=None) -> int:
               "  support [--out FILE]   the generated table of supported torch callables (SUPPORTED.md)")
         return 0 if argv else 2
     if argv[0] == "support":
-        from .support import support_markdown
-
         text = support_markdown()
         if len(argv) > 2 and argv[1] == "--out":
             with open(argv[2], "w") as f:
@@ -27,8 +28,6 @@ def main(argv=None) -> int:
             sys.stdout.write(text)
         return 0
     if argv[0] == "demo":
-        from .demo import main as demo_main
-
         return demo_main(argv[1:])
     print(f"unknown command {argv[0]!r}; try: python -m torchdispatch_returnn demo", file=sys.stderr)
     return 2

@@ -6,24 +6,27 @@ import contextlib
 import io
 import logging
 import os
+from collections.abc import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
+import torch
 
 tf.get_logger().setLevel("ERROR")
 
 from returnn.config import Config  # noqa: E402
 from returnn.log import log as _returnn_log  # noqa: E402
-from returnn.tensor import Dim, batch_dim  # noqa: E402
+from returnn.tensor import Dim, Tensor, batch_dim  # noqa: E402
 from returnn.tf.network import TFNetwork  # noqa: E402
+from returnn.tf.util import basic as tf_util  # noqa: E402
 from returnn.util.basic import BehaviorVersion  # noqa: E402
 
 from .errors import CaptureError  # noqa: E402
 
-logger = logging.getLogger("torchdispatch_returnn")
+logger = logging.getLogger(__name__)
 
 #: The newest behaviour version the installed RETURNN accepts; configs are written with it.
 BEHAVIOR_VERSION = BehaviorVersion._latest_behavior_version
@@ -48,12 +51,40 @@ def ensure_returnn() -> None:
         _returnn_log.initialize(verbosity=[0])
     if current is None:
         BehaviorVersion.set(BEHAVIOR_VERSION)
-    from returnn.tf.util import basic as tf_util
-
     with contextlib.redirect_stdout(io.StringIO()):
         tf_util.setup_tf_thread_pools(num_threads=int(os.environ.get("TDR_TF_THREADS", "0")) or None)
         tf_util.get_tf_list_local_devices()
     _returnn_ready = True
 
 
-__all__ = ["tf", "np", "Dim", "batch_dim", "Config", "TFNetwork", "BEHAVIOR_VERSION", "ensure_returnn", "logger"]
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """RETURNN prints some notices to stdout; they go to this module's logger (debug) instead."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        text = buf.getvalue().strip()
+        if text:
+            logger.debug("RETURNN: %s", text)
+
+
+_TF_DTYPES = {
+    torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16",
+    torch.int64: "int64", torch.int32: "int32", torch.int16: "int16", torch.int8: "int8", torch.uint8: "uint8",
+    torch.bool: "bool",
+}
+
+
+def tf_dtype(dtype: torch.dtype) -> str:
+    """The RETURNN/TF dtype name of a torch dtype."""
+    try:
+        return _TF_DTYPES[dtype]
+    except KeyError:
+        raise TypeError(f"dtype {dtype} has no RETURNN equivalent") from None
+
+
+__all__ = ["tf", "np", "Dim", "Tensor", "batch_dim", "Config", "TFNetwork", "BEHAVIOR_VERSION", "ensure_returnn",
+           "quiet", "tf_dtype"]

@@ -1,74 +1,76 @@
-"""``OpContext``: what a handler sees of the capture while it builds the layers of one op."""
+"""``OpContext`` (``ctx``): everything a handler sees of the capture while it converts one op.
+
+A handler gets ``ctx`` and the op's torch arguments, asks ``ctx`` for the layers of its inputs
+(:meth:`OpContext.ref`) and for new layers (:meth:`OpContext.layer`, :meth:`OpContext.eval` and the
+helpers below), and returns the :class:`Ref` (or tuple of them) standing for the op's result.
+It never names layers and never touches the network: the builder does both.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from ._backend import Dim
-from .dims import find_axis
-from .tensor import ReturnnTensor, Ref
-
-if TYPE_CHECKING:
-    from .capture import Capture
-
-_TF_DTYPES = {
-    torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16",
-    torch.int64: "int64", torch.int32: "int32", torch.int16: "int16", torch.int8: "int8", torch.uint8: "uint8",
-    torch.bool: "bool",
-}
-
-
-def tf_dtype(dtype: torch.dtype) -> str:
-    """The RETURNN/TF dtype name of a torch dtype."""
-    try:
-        return _TF_DTYPES[dtype]
-    except KeyError:
-        raise TypeError(f"dtype {dtype} has no RETURNN equivalent") from None
-
-
-def is_tensor(x: Any) -> bool:
-    return isinstance(x, torch.Tensor)
+from ._backend import Dim, tf_dtype
+from .builder import Base, Builder, captured_by
+from .dims import DimRegistry, find_axis
+from .errors import OpSite
+from .parity import Recorder
+from .tensor import DimInt, Ref
 
 
 class OpContext:
-    """Helpers for one captured op: input refs, layer construction, dims, broadcasting."""
+    """Helpers for one captured op: input refs, layer construction, dims, broadcasting.
 
-    def __init__(self, capture: "Capture", func, out: Any, op_name: str):
-        self.capture = capture
+    Attributes a handler may read: ``func`` (the torch callable), ``out`` (torch's own result of
+    the op), ``op_name`` (a label for new dims), ``dims`` (the :class:`DimRegistry`), ``train``."""
+
+    def __init__(self, builder: Builder, recorder: Recorder, dispatcher: Any, func: Any, out: Any,
+                 op_name: str, site: OpSite, scope: str):
+        self._builder = builder
+        self._recorder = recorder
+        self._dispatcher = dispatcher
+        self._site = site
+        self._scope = scope
         self.func = func
-        self.out = out  # the real torch result of the op
+        self.out = out
         self.op_name = op_name
-        self.dims = capture.dims
+        self.dims: DimRegistry = builder.dims
+        self.train: bool = builder.train
         self.notes: list[str] = []  # shown in the op's parity record (e.g. limits for padded batches)
 
     # -- inputs ---------------------------------------------------------------------------------
-    def ref(self, x, dims: Sequence[Dim] | None = None, prefer: Sequence[Dim | None] | None = None) -> Ref:
+    def ref(self, x: Any, dims: Sequence[Dim] | None = None, prefer: Sequence[Dim | None] | None = None) -> Ref:
         """The layer for a tensor argument: captured tensor, parameter/buffer (variable) or
         plain tensor/number (constant; ``dims`` gives its dims, else new static dims).
         ``prefer``: dims a parameter's variable takes when this op is its first use (saves renames)."""
-        if isinstance(x, ReturnnTensor) and getattr(x, "_rt_capture", None) is self.capture:
+        if captured_by(x, self._dispatcher):
             return x._rt_ref
         if not isinstance(x, torch.Tensor):
             x = torch.tensor(x)
-        return self.capture.tensor_ref(x, dims, prefer)
+        return self._builder.tensor_ref(x, dims, prefer, scope=self._scope)
+
+    def is_captured(self, x: Any) -> bool:
+        """``x`` has a layer: a tensor computed in this capture, or a parameter/buffer."""
+        return isinstance(x, torch.Tensor) and (captured_by(x, self._dispatcher) or self._builder.is_param(x))
 
     # -- layers ---------------------------------------------------------------------------------
-    def layer(self, d: dict, dims: Sequence[Dim], *, dtype: torch.dtype | None = None,
-              helper: str | None = None, shape: tuple | None = None) -> Ref:
-        """Build one layer. ``dims``: its dims in torch order. ``dtype``: the torch dtype it must
-        have (default: the op result's); a RETURNN layer of another dtype gets a cast.
-        ``helper``: name suffix of an intermediate layer."""
+    def layer(self, d: dict, dims: Sequence[Any], *, dtype: torch.dtype | None = None,
+              shape: tuple | None = None) -> Ref:
+        """A new layer ``d`` (a RETURNN layer dict whose ``from`` and other layer options may hold
+        Refs) with ``dims`` in torch order. ``dtype``: the torch dtype it must have (default: the
+        op result's); a RETURNN layer of another dtype gets a cast."""
         if dtype is None:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else torch.float32
-        name = self.op_name if helper is None else f"{self.op_name}_{helper}"
-        return self.capture.build(name, d, tuple(dims), dtype, shape=shape)
+        return self._builder.add(d, dims, dtype, site=self._site, scope=self._scope, shape=shape)
 
-    def eval(self, expr: str, inputs: Sequence, dims: Sequence[Dim], *, dtype: torch.dtype | None = None,
-             helper: str | None = None, axis: Dim | None = None, dims_locals: dict | None = None) -> Ref:
+    def eval(self, expr: str, inputs: Sequence[Ref], dims: Sequence[Dim], *, dtype: torch.dtype | None = None,
+             axis: Dim | None = None, dims_locals: dict | None = None) -> Ref:
         """An ``eval`` layer: ``expr`` in ``source(i)`` over ``inputs`` (broadcast by dims).
-        ``{axis}`` in ``expr`` stands for the RETURNN axis index of the dim ``axis``."""
+        ``{axis}`` in ``expr`` stands for the RETURNN axis index of the dim ``axis`` (likewise
+        ``{key}`` for each entry of ``dims_locals``)."""
         if dtype is None:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else inputs[0].dtype
         d = {"class": "eval", "from": list(inputs), "eval": expr, "allow_broadcast_all_sources": True,
@@ -78,34 +80,44 @@ class OpContext:
         for key, dim in (dims_locals or {}).items():  # "{key}" -> RETURNN axis index of that dim
             d["eval"] = d["eval"].replace("{%s}" % key, f"self.output.get_axis_from_description({key})")
             d.setdefault("eval_locals", {})[key] = dim
-        return self.layer(d, dims, dtype=dtype, helper=helper)
+        return self.layer(d, dims, dtype=dtype)
+
+    def base(self, ref: Ref) -> Base:
+        """``ref`` as seen from inside a rec unit or subnetwork (``base:<layer>``)."""
+        return Base(ref)
 
     def cast(self, r: Ref, dtype: torch.dtype) -> Ref:
         if r.dtype == dtype:
             return r
-        return self.layer({"class": "cast", "from": r, "dtype": tf_dtype(dtype)}, r.dims, dtype=dtype, helper="cast")
+        return self.layer({"class": "cast", "from": r, "dtype": tf_dtype(dtype)}, r.dims, dtype=dtype)
 
-    def fill(self, dims: Sequence[Dim], value, dtype: torch.dtype, helper: str | None = None) -> Ref:
+    def fill(self, dims: Sequence[Dim], value: Any, dtype: torch.dtype) -> Ref:
         """A ``constant`` layer of ``dims`` (dynamic ones included) filled with ``value``."""
         v = bool(value) if dtype == torch.bool else (float(value) if dtype.is_floating_point else int(value))
         d = {"class": "constant", "value": v, "shape": list(dims), "dtype": tf_dtype(dtype)}
-        deps = sorted({self.capture._dim_layers[id(x)] for x in dims if x.is_dynamic()})
+        deps = [self.dims.layer_of(x) for x in dims if x.is_dynamic()]
         if deps:
-            d["shape_deps"] = deps
-        return self.layer(d, dims, dtype=dtype, helper=helper)
+            d["shape_deps"] = list(dict.fromkeys(deps))
+        return self.layer(d, dims, dtype=dtype)
 
-    def const(self, value, dims: Sequence[Dim], dtype: torch.dtype | None = None) -> Ref:
+    def const(self, value: Any, dims: Sequence[Dim], dtype: torch.dtype | None = None) -> Ref:
         """A constant (small) or non-trainable variable (large) with the given dims."""
         t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
         if dtype is not None:
             t = t.to(dtype)
-        return self.capture.constant_ref(t, tuple(dims))
+        return self._builder.constant(t, tuple(dims), scope=self._scope)
+
+    def record(self, ref: Ref, value: torch.Tensor) -> None:
+        """Also check ``ref`` against the torch ``value`` in the parity run."""
+        self._recorder.record(self._site, self.func, ref, value)
+
+    def note(self, text: str) -> None:
+        """A note for this op's parity records (e.g. a limit for padded batches)."""
+        self.notes.append(text)
 
     # -- dims -----------------------------------------------------------------------------------
-    def new_dim(self, size, name: str | None = None) -> Dim:
+    def new_dim(self, size: Any, name: str | None = None) -> Dim:
         """The dim of a new axis: a DimInt's dim (dynamic) or a new static dim."""
-        from .tensor import DimInt
-
         if isinstance(size, DimInt):
             return size.dim
         if isinstance(size, Dim):
@@ -115,31 +127,30 @@ class OpContext:
     def size_ref(self, dim: Dim, within: Sequence[Dim] = ()) -> Ref:
         """The size of ``dim`` as a layer: the batch size (scalar) or the per-sequence lengths of a
         dynamic dim (dims of its lengths, e.g. [batch]); these dims must be among ``within``."""
-        src = self.capture._dim_layers.get(id(dim)) if not dim.is_batch_dim() else None
-        if src is None:
-            src = self.capture.first_input_layer() if dim.is_batch_dim() else None
+        src = self.dims.layer_of(dim) if not dim.is_batch_dim() else self._builder.first_input
         if src is None:
             raise NotImplementedError(f"no layer with dim {dim} to read its size from")
         if not dim.is_batch_dim() and dim.dyn_size_ext is None:
             dim.complete_dyn_size()
-        dims = [] if dim.is_batch_dim() else [d for d in dim.dyn_size_ext.dims]
+        dims = [] if dim.is_batch_dim() else list(dim.dyn_size_ext.dims)
         for d in dims:
             if not any(d is w or d == w for w in within):
                 raise NotImplementedError("a sequence length used as a number where the result has no batch axis")
         dims = [next(w for w in within if d is w or d == w) for d in dims]
-        return self.layer({"class": "length", "from": src, "axis": dim}, dims, dtype=torch.int32, helper="len")
+        return self.layer({"class": "length", "from": src, "axis": dim}, dims, dtype=torch.int32)
 
     def squeeze(self, r: Ref, axis: int) -> Ref:
+        """Remove the (size-1) axis ``axis``."""
         dims = list(r.dims)
         d = dims.pop(axis)
-        return self.layer({"class": "squeeze", "from": r, "axis": d}, dims, dtype=r.dtype, helper="squeeze")
+        return self.layer({"class": "squeeze", "from": r, "axis": d}, dims, dtype=r.dtype)
 
     def unsqueeze(self, r: Ref, axis: int, dim: Dim | None = None) -> Ref:
+        """A new size-1 axis (or an axis of ``dim``) at ``axis``."""
         dim = dim if dim is not None else self.dims.static(1, f"{self.op_name}_one")
         dims = list(r.dims)
         dims.insert(axis, dim)
-        return self.layer({"class": "expand_dims", "from": r, "axis": "T", "dim": dim}, dims, dtype=r.dtype,
-                          helper="unsqueeze")
+        return self.layer({"class": "expand_dims", "from": r, "axis": "T", "dim": dim}, dims, dtype=r.dtype)
 
     def rename(self, r: Ref, mapping: dict) -> Ref:
         """Give axes new dims (same sizes): ``{old_dim: new_dim}``."""
@@ -152,27 +163,48 @@ class OpContext:
             r = self.rename(r, first)
             return self.rename(r, {o: n for o, n in mapping.items() if id(o) not in targets})
         dims = [mapping.get(d, d) for d in r.dims]
-        return self.layer({"class": "reinterpret_data", "from": r, "set_dim_tags": mapping}, dims, dtype=r.dtype,
-                          helper="rename")
+        return self.layer({"class": "reinterpret_data", "from": r, "set_dim_tags": mapping}, dims, dtype=r.dtype)
 
     def transpose_to(self, r: Ref, dims: Sequence[Dim]) -> Ref:
         """Same layer, axes in a new torch order (meta only, no layer)."""
         assert len(dims) == r.ndim
         shape = tuple(r.shape[find_axis(r.dims, d)] for d in dims)
-        return Ref(r.name, tuple(dims), shape, r.dtype)
+        return Ref(r.layer, tuple(dims), shape, r.dtype)
 
-    def broadcast(self, *xs, dtype: torch.dtype | None = None) -> tuple[list, tuple[Dim, ...]]:
-        """Torch broadcasting by position, in RETURNN terms: returns the inputs as refs whose
-        dims are the output dims (size-1 broadcast axes squeezed, differing dims renamed),
-        Python numbers passed through, and the output dims in torch order.
-        ``dtype``: cast tensor inputs to it (or a list: one dtype per input)."""
-        refs = {i: self.ref(x) for i, x in enumerate(xs) if _captured(x, self.capture)}
-        shapes = {i: tuple(x.shape) for i, x in enumerate(xs) if is_tensor(x)}
+    def align(self, r: Ref, target: Sequence[Dim], *, expand: bool = False) -> Ref:
+        """``r`` broadcast by torch's positional rule (right-aligned) onto the dims ``target``:
+        size-1 axes that broadcast are squeezed, the others renamed to the target's dims. With
+        ``expand``, the result has exactly ``target``'s dims (missing ones filled by broadcasting)."""
+        target = list(target)
+        n_new = len(target) - r.ndim
+        if n_new < 0:
+            raise NotImplementedError(f"cannot broadcast a tensor of {r.ndim} axes onto {len(target)} axes")
+        kept = list(target[n_new:])
+        for ax in reversed(range(r.ndim)):
+            if r.shape[ax] == 1 and self.dims.size(kept[ax]) != 1:
+                r = self.squeeze(r, ax)
+                del kept[ax]
+        r = self.rename(r, {d: t for d, t in zip(r.dims, kept) if d is not t})
+        missing = [t for t in target if not any(t is k for k in kept)]
+        if not expand:
+            return r
+        if not missing:
+            return self.transpose_to(r, target)
+        zeros = self.fill(missing, 0, r.dtype)
+        op = "tf.logical_or" if r.dtype == torch.bool else "tf.add"
+        return self.eval(f"{op}(source(0), source(1))", [r, zeros], target, dtype=r.dtype)
+
+    def broadcast(self, *xs: Any, dtype: Any = None) -> tuple[list, tuple[Dim, ...]]:
+        """Torch broadcasting by position, in RETURNN terms: returns the inputs as refs aligned onto
+        the output dims (see :meth:`align`), Python numbers passed through, and the output dims in
+        torch order. ``dtype``: cast tensor inputs to it (or a list: one dtype per input)."""
+        refs = {i: self.ref(x) for i, x in enumerate(xs) if self.is_captured(x)}
+        shapes = {i: tuple(x.shape) for i, x in enumerate(xs) if isinstance(x, torch.Tensor)}
         nd = max((len(s) for s in shapes.values()), default=0)
         out_dims: list[Dim] = []
         for pos in range(-nd, 0):
             best = None
-            for i, r in refs.items():
+            for r in refs.values():
                 if r.ndim >= -pos:
                     d, s = r.dims[pos], r.shape[pos]
                     if best is None or (best[1] == 1 and s != 1) or (
@@ -187,30 +219,18 @@ class OpContext:
                 out_dims[k] = self.dims.same_length_as(d, f"{d.description}_{self.op_name}")
         result = []
         for i, x in enumerate(xs):
-            if not is_tensor(x):
+            if not isinstance(x, torch.Tensor):
                 result.append(x)
                 continue
-            shape = shapes[i]
-            target = out_dims[nd - len(shape):]
             want = dtype[i] if isinstance(dtype, (list, tuple)) else dtype
             if i in refs:
-                r = refs[i]
-                for ax in reversed(range(r.ndim)):
-                    if r.shape[ax] == 1 and self.capture.dims.size(target[ax]) != 1:
-                        r = self.squeeze(r, ax)
-                        target = target[:ax] + target[ax + 1:]
-                r = self.rename(r, {d: t for d, t in zip(r.dims, target) if d is not t})
+                r = self.align(refs[i], out_dims[nd - len(shapes[i]):])
             else:
-                keep = [ax for ax in range(len(shape)) if not (shape[ax] == 1 and self.capture.dims.size(target[ax]) != 1)]
-                value = x.detach().reshape([shape[ax] for ax in keep])
-                r = self.const(value, [target[ax] for ax in keep], dtype=want)
+                shape = shapes[i]
+                target = out_dims[nd - len(shape):]
+                keep = [ax for ax in range(len(shape)) if not (shape[ax] == 1 and self.dims.size(target[ax]) != 1)]
+                r = self.const(x.detach().reshape([shape[ax] for ax in keep]), [target[ax] for ax in keep], dtype=want)
             if want is not None:
                 r = self.cast(r, want)
             result.append(r)
         return result, tuple(out_dims)
-
-
-def _captured(x, capture) -> bool:
-    return isinstance(x, torch.Tensor) and (
-        (isinstance(x, ReturnnTensor) and getattr(x, "_rt_capture", None) is capture) or capture.is_param(x))
-

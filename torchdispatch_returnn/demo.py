@@ -13,7 +13,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-logger = logging.getLogger("torchdispatch_returnn.demo")
+from .capture import returnn_capture
+from .runtime import ConfigNetwork
+
+logger = logging.getLogger(__name__)
 
 
 class SelfAttention(nn.Module):
@@ -77,9 +80,6 @@ class Encoder(nn.Module):
 
 def run_demo(out_dir: str = "out/demo", batch: int = 3, time_steps: int = 50, other_time: int = 77) -> int:
     """Convert the demo encoder, print a summary, write config + checkpoint, check them."""
-    from . import returnn_capture
-    from .export import ConfigNetwork
-
     torch.manual_seed(0)
     model = Encoder().eval()
     x = torch.randn(batch, time_steps, 40)

@@ -1,21 +1,30 @@
-"""RETURNN ``Dim`` bookkeeping for one capture.
+"""RETURNN ``Dim`` bookkeeping for one capture: every dim, length and batch-merge question.
 
 Every ``Dim`` a capture puts into the network is created here, either as a base dim
 (``Dim(None, name="time")``, ``Dim(80, name="data_f")``) or by arithmetic on other dims
 (``time - 1``, ``ceildiv(time, 2)``). Each one gets a Python variable name and the code that
 recreates it, so :meth:`DimRegistry.declarations` can write the dims of a config as code.
 Handlers never create ``Dim`` objects themselves: they ask the registry.
+
+The registry also knows, per dynamic dim, a layer that has it (to read its lengths or positions
+from), which layers hold a dim's lengths or their maximum (``lengths.max()`` is the dim's size),
+the lengths given at capture time, and which batch dims were made by merging the batch with
+another axis.
 """
 
 from __future__ import annotations
 
+import contextlib
 import keyword
 import re
-from typing import Union
+from typing import Any
+
+import numpy as np
 
 from ._backend import Dim, batch_dim
+from .tensor import Layer
 
-DimOrInt = Union[Dim, int]
+DimOrInt = Dim | int
 
 _OPS = {
     # kind: (RETURNN Dim method, code template)
@@ -31,11 +40,58 @@ _OPS = {
 class DimRegistry:
     """Creates, names and remembers the dims of one capture."""
 
-    def __init__(self) -> None:
+    def __init__(self, graph: Any = None) -> None:
+        self.graph = graph  # RETURNN may build length tensors of derived dims: in the capture's graph
         self._entries: dict[int, tuple[Dim, str, str]] = {}  # id(dim) -> (dim, var name, code)
         self._order: list[int] = []
         self._var_names: set[str] = set()
         self._sizes: dict[int, int] = {}  # id(dim) -> size at capture time
+        self._layers: dict[int, Layer] = {}  # id(dynamic dim) -> a layer that has it
+        self._length_of: dict[int, Dim] = {}  # id(layer) holding the lengths of a dim -> that dim
+        self._max_length_of: dict[int, Dim] = {}  # id(layer) holding max(lengths) of a dim -> that dim
+        self._given_lengths: dict[int, np.ndarray] = {}  # id(dim) -> lengths given at capture time
+        self._flat_batches: dict[int, tuple[Dim, ...]] = {}  # id(merged batch dim) -> the dims merged
+        self.named: dict[str, Dim] = {}  # dynamic dim name (dynamic_shapes) -> Dim
+
+    # -- layers that carry a dim ------------------------------------------------------------------
+    def note_layer(self, layer: Layer, dims) -> None:
+        """Remember ``layer`` as one that has each of the dynamic ``dims`` (the first one wins)."""
+        for x in dims:
+            if isinstance(x, Dim) and x.is_dynamic():
+                self._layers.setdefault(id(x), layer)
+
+    def layer_of(self, dim: Dim) -> Layer | None:
+        """A layer that has the dynamic ``dim`` (to read its lengths or positions from)."""
+        return self._layers.get(id(dim))
+
+    def mark_lengths(self, layer: Layer, dim: Dim) -> None:
+        """``layer`` holds the per-sequence lengths of ``dim``."""
+        self._length_of[id(layer)] = dim
+
+    def lengths_dim(self, layer: Layer) -> Dim | None:
+        return self._length_of.get(id(layer))
+
+    def mark_max_length(self, layer: Layer, dim: Dim) -> None:
+        """``layer`` holds ``max(lengths)`` of ``dim``: its padded size."""
+        self._max_length_of[id(layer)] = dim
+
+    def max_length_dim(self, layer: Layer) -> Dim | None:
+        return self._max_length_of.get(id(layer))
+
+    def set_given_lengths(self, dim: Dim, lengths: np.ndarray) -> None:
+        """The lengths of ``dim`` given at capture time (a forward argument tied to the dim)."""
+        self._given_lengths[id(dim)] = lengths
+
+    def given_lengths(self) -> dict[int, np.ndarray]:
+        """id(dim) -> lengths given at capture time."""
+        return dict(self._given_lengths)
+
+    def mark_flat_batch(self, new_batch: Dim, merged: tuple) -> None:
+        """``new_batch`` was made by merging the dims ``merged`` (batch and one other axis)."""
+        self._flat_batches[id(new_batch)] = tuple(merged)
+
+    def flat_batch_parts(self, dim: Dim) -> tuple | None:
+        return self._flat_batches.get(id(dim))
 
     def size(self, dim: Dim) -> int:
         """The size of ``dim`` at capture time (static size, or the traced length)."""
@@ -99,7 +155,8 @@ class DimRegistry:
         fn, template = _OPS[kind]
         if isinstance(a, int) and kind != "mul":
             a = self.static_value_dim(a)
-        dim = fn(a, b)  # int * Dim works directly (Dim.__rmul__)
+        with self.graph.as_default() if self.graph is not None else contextlib.nullcontext():
+            dim = fn(a, b)  # int * Dim works directly (Dim.__rmul__)
         self.set_size(dim, self.derive(kind, self.size(a) if isinstance(a, Dim) else a,
                                        self.size(b) if isinstance(b, Dim) else b))
         code = template.format(a=self.code(a) if isinstance(a, Dim) else repr(a),

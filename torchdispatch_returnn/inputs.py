@@ -9,17 +9,32 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._backend import Config, TFNetwork, batch_dim
-from .context import tf_dtype
+from ._backend import batch_dim, tf_dtype
+from .builder import Builder
 from .errors import CaptureError, InputSpecError
 from .tensor import Ref, ReturnnTensor, plain, wrap
 
+_INPUT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32, torch.bool)
 
-class InputsMixin:
-    """The input side of :class:`~torchdispatch_returnn.capture.Capture`."""
 
-    def _check_spec_form(self) -> None:
-        spec = self._dynamic_shapes
+class Inputs:
+    """The inputs of one capture: extern data (``extern_data``, ``order``), the values seen at
+    capture time, and how the forward's arguments map to them (``forward_args``)."""
+
+    def __init__(self, builder: Builder, dispatcher: Any, dynamic_shapes: Any, lengths: dict | None):
+        self.builder = builder
+        self.dims = builder.dims
+        self.dispatcher = dispatcher
+        self.spec = dynamic_shapes
+        self.lengths_spec = dict(lengths or {})
+        self.extern_data: dict[str, dict] = {}
+        self.values: dict[str, np.ndarray] = {}  # extern data key -> value at capture time
+        self.order: list[str] = []
+        self.forward_args: list[tuple[str, Any]] = []  # ("input", key) / ("lengths", dim name), forward order
+        self.check_spec_form()
+
+    def check_spec_form(self) -> None:
+        spec = self.spec
         if spec is None:
             return
         entries = spec.values() if isinstance(spec, dict) else spec if isinstance(spec, (list, tuple)) else None
@@ -38,44 +53,24 @@ class InputsMixin:
                 if not isinstance(_dim_name(name), str):
                     raise InputSpecError(f"dynamic_shapes dim name must be a str, got {name!r}")
 
-    def _add_inputs(self, items: list) -> list:
+    # -- defining inputs --------------------------------------------------------------------------
+    def add(self, items: list) -> list:
         """Make extern data of ``(tensor, name, axes)`` items; returns the ReturnnTensors."""
-        specs = []
+        out = []
         for t, name, axes in items:
             if isinstance(t, ReturnnTensor):
-                specs.append(None)
-                continue
-            specs.append(self._input_spec(t, name, axes))
-        new = {key: opts for spec in specs if spec for key, opts in [spec[1:3]]}
-        if new:
-            from returnn.tensor import Tensor
-
-            with self.graph.as_default():
-                if self.network is None:
-                    self.network = TFNetwork(config=Config({"extern_data": new}), train_flag=self.train, name="root")
-                else:
-                    for key, opts in new.items():
-                        self.network.extern_data.register_data(
-                            Tensor(name=key, auto_create_placeholders=True, **opts))
-        out = []
-        for (t, name, axes), spec in zip(items, specs):
-            if spec is None:
                 out.append(t)
                 continue
-            t, key, opts = spec
-            dims = tuple(opts["dim_tags"])
+            t, key, opts = self._input_spec(t, name, axes)
+            layer = self.builder.define_input(key, opts)
+            layer.dtype = t.dtype
             self.extern_data[key] = opts
-            layer = "data" if key == "data" else f"data:{key}"
-            self.namer.reserve(layer)
-            self._inputs[key] = (t.detach().cpu().numpy().copy(), dims)
-            self._input_order.append(key)
-            for x in dims:
-                if x.is_dynamic():
-                    self._dim_layers.setdefault(id(x), layer)
-            out.append(wrap(t, Ref(layer, dims, tuple(t.shape), t.dtype), self))
+            self.values[key] = t.detach().cpu().numpy().copy()
+            self.order.append(key)
+            out.append(wrap(t, Ref(layer, layer.dims, tuple(t.shape), t.dtype), self.dispatcher))
         return out
 
-    def _input_spec(self, t, name: str, axes: dict | None):
+    def _input_spec(self, t: Any, name: str, axes: dict | None) -> tuple:
         if not isinstance(t, torch.Tensor):
             raise InputSpecError(f"input {name!r} must be a tensor, got {type(t).__name__}")
         t = plain(t)
@@ -84,7 +79,7 @@ class InputsMixin:
             if not 0 <= a < t.ndim:
                 raise InputSpecError(f"dynamic_shapes: axis {a} out of range for input {name!r} of shape "
                                      f"{tuple(t.shape)}")
-        if t.dtype not in (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32, torch.bool):
+        if t.dtype not in _INPUT_DTYPES:
             raise InputSpecError(f"input {name!r} has unsupported dtype {t.dtype}")
         batch_axes = [a for a, n in axes.items() if n == "batch"]
         if len(batch_axes) > 1:
@@ -102,9 +97,9 @@ class InputsMixin:
                 self.dims.set_size(batch_dim, t.shape[a])
             elif a in axes:
                 dn = axes[a]
-                existing = self._named_dims.get(dn)
+                existing = self.dims.named.get(dn)
                 if existing is None:
-                    existing = self._named_dims[dn] = self.dims.dynamic(dn, t.shape[a])
+                    existing = self.dims.named[dn] = self.dims.dynamic(dn, t.shape[a])
                 elif self.dims.size(existing) != t.shape[a]:
                     raise InputSpecError(f"dim {dn!r} has size {self.dims.size(existing)} in one input and "
                                          f"{t.shape[a]} in {name!r}")
@@ -113,18 +108,18 @@ class InputsMixin:
                 dims.append(self.dims.static(t.shape[a], f"{name}_dim{a}"))
         return t, name, {"dim_tags": dims, "dtype": tf_dtype(t.dtype), "available_for_inference": True}
 
-    def input(self, tensor: torch.Tensor, name: str = "data", dynamic: dict | None = None) -> ReturnnTensor:
-        """Mark ``tensor`` as a network input (for free functions); returns the tensor to use."""
-        if not self.active:
-            raise CaptureError("net.input() can only be used inside the capture block")
+    def mark(self, tensor: torch.Tensor, name: str, dynamic: dict | None) -> ReturnnTensor:
+        """``net.input(tensor, name, dynamic)`` (for free functions)."""
         if name != "data" and "data" not in self.extern_data:
             raise InputSpecError("the first input must be named 'data'")
         if dynamic is not None and not isinstance(dynamic, dict):
             raise InputSpecError("dynamic must map axis -> dim name")
-        return self._add_inputs([(tensor, name, dynamic)])[0]
+        return self.add([(tensor, name, dynamic)])[0]
 
-    def _define_inputs(self, module, args) -> tuple:
-        spec = self._dynamic_shapes
+    def define_from_call(self, module: torch.nn.Module, args: tuple) -> tuple:
+        """The positional tensor arguments of the outermost module call become the inputs;
+        returns the arguments to call forward with."""
+        spec = self.spec
         try:
             params = [p for p in inspect.signature(module.forward).parameters.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -146,7 +141,7 @@ class InputsMixin:
         else:
             specs = [None] * len(args)
         length_pos = {}
-        for k, dim_name in self._lengths_spec.items():
+        for k, dim_name in self.lengths_spec.items():
             i = k if isinstance(k, int) else (names.index(k) if k in names[:len(args)] else None)
             if i is None or i >= len(args) or not isinstance(args[i], torch.Tensor):
                 raise InputSpecError(f"lengths names argument {k!r}, which is not a positional tensor argument of "
@@ -163,17 +158,18 @@ class InputsMixin:
             elif specs[i] is not None:
                 raise InputSpecError(f"dynamic_shapes entry {i} given for a non-tensor argument")
         new_args = list(args)
-        for i, t in zip(positions, self._add_inputs(items)):
+        for i, t in zip(positions, self.add(items)):
             new_args[i] = t
         for i, dim_name in sorted(length_pos.items()):
             new_args[i] = self._length_input(args[i], dim_name)
-        self._forward_args = [("lengths", length_pos[i]) if i in length_pos else ("input", None)
-                              for i in sorted(positions + list(length_pos))]
+        keys = iter(self.order)
+        self.forward_args = [("lengths", length_pos[i]) if i in length_pos else ("input", next(keys))
+                             for i in sorted(positions + list(length_pos))]
         return tuple(new_args)
 
     def _length_input(self, t: torch.Tensor, dim_name: str) -> ReturnnTensor:
         """A forward argument holding the lengths of dim ``dim_name``: the dim's own lengths."""
-        dim = self._named_dims.get(dim_name)
+        dim = self.dims.named.get(dim_name)
         if dim is None:
             raise InputSpecError(f"lengths refers to dim {dim_name!r}, which no input axis has in dynamic_shapes")
         t = plain(t)
@@ -183,24 +179,20 @@ class InputsMixin:
                                  f"{tuple(t.shape)} {t.dtype}")
         if int(t.max()) > self.dims.size(dim) or int(t.min()) < 0:
             raise InputSpecError(f"lengths of {dim_name!r} must lie in [0, {self.dims.size(dim)}]")
-        self._length_values[id(dim)] = t.numpy().astype(np.int32)
-        with self.graph.as_default():
-            ref = self.build(f"{dim_name}_lengths", {"class": "length", "from": self._dim_layers[id(dim)],
-                                                     "axis": dim}, (batch_dim,), t.dtype)
-        self._length_of[ref.name] = dim
-        return wrap(t, ref, self)
+        self.dims.set_given_lengths(dim, t.numpy().astype(np.int32))
+        ref = self.builder.add({"class": "length", "from": self.dims.layer_of(dim), "axis": dim}, (batch_dim,),
+                               t.dtype, site=None, scope="", name=f"{dim_name}_lengths")
+        self.dims.mark_lengths(ref.layer, dim)
+        return wrap(t, ref, self.dispatcher)
+
+    def require(self) -> None:
+        if not self.extern_data:
+            raise CaptureError("nothing was captured: call a module inside the block with its input tensors as "
+                               "positional arguments (keyword arguments are not seen by the hooks), or mark inputs "
+                               "with net.input()")
 
 
-def _dim_name(name) -> Any:
+def _dim_name(name: Any) -> Any:
     if isinstance(name, str):
         return name
     return getattr(name, "__name__", name)  # torch.export.Dim
-
-
-def _tensor_names(module: torch.nn.Module) -> dict[int, str]:
-    names = {}
-    for n, p in module.named_parameters(remove_duplicate=False):
-        names.setdefault(id(p), n)
-    for n, b in module.named_buffers(remove_duplicate=False):
-        names.setdefault(id(b), n)
-    return names

@@ -1,11 +1,24 @@
-"""The per-op parity report: RETURNN output vs. recorded PyTorch value, op by op."""
+"""Per-op parity: the record of every captured op's torch value, the fetch of the RETURNN values
+and their comparison, and the report (``net.parity``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+
+from .errors import CaptureError, OpSite, error_summary
+from .tensor import Ref, plain
+
+_UNCHECKED = {torch.empty: "unchecked: torch.empty values are unspecified",
+              torch.empty_like: "unchecked: torch.empty_like values are unspecified",
+              torch.Tensor.new_empty: "unchecked: new_empty values are unspecified"}
+_F = torch.nn.functional
+_UNCHECKED_TRAIN = dict.fromkeys((_F.dropout, _F.dropout1d, _F.dropout2d, _F.alpha_dropout, _F.feature_alpha_dropout,
+                                  torch.dropout), "unchecked: random in training mode")
 
 
 @dataclass
@@ -22,6 +35,36 @@ class ParityRecord:
     ok: bool | None = None
     note: str = ""
     check: bool = True  # False: torch's values are unspecified (torch.empty) or random (dropout)
+
+    @property
+    def site(self) -> OpSite:
+        return OpSite(self.torch_op, self.module_path, self.location)
+
+
+class Recorder:
+    """Collects the parity records of a capture (one per distinct layer and axis order)."""
+
+    def __init__(self, train: bool):
+        self.train = train
+        self.records: list[ParityRecord] = []
+        self._seen: set = set()
+
+    def record(self, site: OpSite, func: Any, ref: Ref, value: torch.Tensor, note: str = "") -> None:
+        key = (id(ref.layer), tuple(map(id, ref.dims)))
+        name = ref.layer.name
+        if key in self._seen or name is not None and (name == "data" or name.startswith("data:")):
+            return
+        self._seen.add(key)
+        unchecked = _UNCHECKED.get(func) or (_UNCHECKED_TRAIN.get(func) if self.train else None)
+        self.records.append(ParityRecord(
+            torch_op=site.op, module_path=site.module_path, layer="", ref=ref,
+            value=None if unchecked else plain(value).detach().clone(), location=site.location,
+            check=not unchecked, note="; ".join(filter(None, [unchecked or "", note]))))
+
+    def add_note(self, since: int, note: str) -> None:
+        """Append ``note`` to the records made since index ``since``."""
+        for rec in self.records[since:]:
+            rec.note = "; ".join(filter(None, [rec.note, note]))
 
 
 @dataclass
@@ -65,6 +108,63 @@ class ParityReport:
         return (f"{len(fails)} op(s) disagree with PyTorch; first: {first.torch_op} in module "
                 f"{first.module_path or '<root>'!r} (RETURNN layer {first.layer!r}) at {first.location}: "
                 f"max abs diff {first.max_abs_diff:.3g}\n{self}")
+
+
+def check(records: Sequence[ParityRecord], fetch: Callable[[Ref], Any], run: Callable[[list], list],
+          lengths_of: Callable[[Ref], dict] | None, atol: float, rtol: float) -> None:
+    """Fetch every checked record's layer in one run and compare with the torch value.
+
+    ``fetch(ref)``: the TF tensor of a ref in torch axis order; ``run(tensors)``: their values;
+    ``lengths_of(ref)``: {dim id: TF lengths} of dims whose padding is not compared (or None).
+    When the joint run fails, each op is run alone to name the one that fails."""
+    for rec in records:
+        rec.layer = rec.ref.name
+    checked = [r for r in records if r.check]
+    if not checked:
+        return
+    fetches = [fetch(r.ref) for r in checked]
+    lens: dict = {}
+    if lengths_of is not None:
+        for r in checked:
+            lens.update(lengths_of(r.ref))
+    try:
+        values = run(fetches + list(lens.values()))
+    except Exception as e:
+        raise _failing_op(checked, fetches, run, e) from e
+    length_values = dict(zip(lens, values[len(fetches):]))
+    for rec, val in zip(checked, values[:len(fetches)]):
+        mask = valid_mask(rec.ref, length_values) if lengths_of is not None else None
+        compare(rec, val, atol, rtol, mask=mask)
+        rec.value = None if rec.ok else rec.value  # keep memory low; failures keep the torch value
+
+
+def _failing_op(checked, fetches, run, error: Exception) -> CaptureError:
+    for rec, t in zip(checked, fetches):
+        try:
+            run([t])
+        except Exception as e:  # the first op whose layer fails at run time
+            return CaptureError(f"running RETURNN layer {rec.layer!r} failed in TensorFlow: {error_summary(e)}"
+                                ).at(rec.site)
+    return CaptureError(f"running the network for the parity check failed: {error_summary(error)}")
+
+
+def valid_mask(ref: Ref, lens: dict) -> np.ndarray | None:
+    """Boolean mask (torch order) of the frames within each sequence's length, or None."""
+    batch = [i for i, d in enumerate(ref.dims) if d.is_batch_dim()]
+    if not batch:
+        return None
+    mask = np.ones(ref.shape, dtype=bool)
+    for ax, d in enumerate(ref.dims):
+        lengths = lens.get(id(d))
+        if lengths is None or np.ndim(lengths) != 1:
+            continue
+        pos = np.arange(ref.shape[ax])
+        shape = [1] * len(ref.shape)
+        shape[ax] = ref.shape[ax]
+        bshape = [1] * len(ref.shape)
+        bshape[batch[0]] = ref.shape[batch[0]]
+        mask &= pos.reshape(shape) < np.asarray(lengths).reshape(bshape)
+    return mask
 
 
 def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: float, mask=None) -> None:

@@ -1,45 +1,114 @@
-"""``ReturnnTensor``: a real torch tensor that also knows its RETURNN layer and dims.
+"""What a captured torch tensor carries: its RETURNN layer (:class:`Layer`), dims and sizes (:class:`Ref`).
 
-Sizes read from it (``x.shape``, ``x.size(1)``) are :class:`DimInt` values: plain ints for
-torch, which also carry the RETURNN ``Dim`` of a dynamic axis, so that code like
-``x.view(x.shape[0], x.shape[1], 4, -1)`` or ``torch.arange(x.size(1))`` stays dynamic.
+``ReturnnTensor`` is a real torch tensor that also knows its ``Ref``. Sizes read from it
+(``x.shape``, ``x.size(1)``) are :class:`DimInt` values: plain ints for torch, which also carry the
+RETURNN ``Dim`` of a dynamic axis, so that code like ``x.view(x.shape[0], x.shape[1], 4, -1)`` or
+``torch.arange(x.size(1))`` stays dynamic.
+
+A :class:`Layer` is created when a handler asks for it and constructed in the TF graph later
+(see ``builder.py``); its name is given by the namer, never by a handler.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from ._backend import Dim
+from .errors import OpSite
 
-if TYPE_CHECKING:
-    from .capture import Capture
+
+class Layer:
+    """One RETURNN layer of a capture: its net-dict entry (``desc``, whose values may hold
+    :class:`Ref`/:class:`Layer` objects until construction), the dims it must have, and its name."""
+
+    __slots__ = ("name", "desc", "dims", "dtype", "site", "role", "scope", "alias", "parent", "built", "shape",
+                 "unsupported")
+
+    def __init__(self, desc: dict | None, dims: tuple, dtype: torch.dtype, *, site: OpSite | None = None,
+                 role: str | None = None, scope: str = "", name: str | None = None, parent: Layer | None = None,
+                 built: bool = False, shape: tuple | None = None):
+        self.name = name  # assigned by the namer (None until then)
+        self.desc = desc
+        self.dims = dims  # the dims the constructed layer must have (any order)
+        self.dtype = dtype
+        self.site = site
+        self.role = role  # short suffix for an intermediate layer of an op (None: the op's result)
+        self.scope = scope
+        self.alias: Layer | None = None  # a cast layer standing for this one (dtype fix at construction)
+        self.parent = parent  # sub-layer of a rec/subnetwork layer
+        self.built = built
+        self.shape = shape  # capture-time sizes of a layer that makes a new batch dim
+        self.unsupported = False  # stands for an op without handler (strict=False): never constructed
+
+    def final(self) -> Layer:
+        """The layer consumers read: this one, or the cast standing for it."""
+        layer = self
+        while layer.alias is not None:
+            layer = layer.alias
+        return layer
+
+    @property
+    def path(self) -> str:
+        """The name consumers use in a net dict (``rec/c`` for a sub-layer)."""
+        layer = self.final()
+        if layer.parent is not None:
+            return f"{layer.parent.path}/{layer.name}"
+        return layer.name or f"<unnamed {layer.role or 'layer'}>"
+
+    def sub(self, name: str, dims: tuple, dtype: torch.dtype) -> Layer:
+        """The sub-layer ``name`` of this (rec) layer."""
+        return Layer(None, dims, dtype, name=name, parent=self, built=True)
+
+    def __repr__(self) -> str:
+        return f"Layer({self.path})"
+
+
+class _NewBatch:
+    """Placeholder in a layer's dims for the new batch dim the layer itself creates."""
+
+    def is_dynamic(self) -> bool:
+        return False
+
+    def is_batch_dim(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NEW_BATCH"
+
+
+NEW_BATCH = _NewBatch()
 
 
 @dataclass(frozen=True)
 class Ref:
-    """A RETURNN layer standing for one torch tensor: layer name, dims in torch axis order,
+    """A RETURNN layer standing for one torch tensor: the layer, dims in torch axis order,
     the capture-time sizes and the torch dtype."""
 
-    name: str
+    layer: Layer
     dims: tuple[Dim, ...]
     shape: tuple[int, ...]
     dtype: torch.dtype
 
     @property
+    def name(self) -> str:
+        return self.layer.path
+
+    @property
     def ndim(self) -> int:
         return len(self.dims)
 
-    def with_dims(self, dims) -> "Ref":
-        return Ref(self.name, tuple(dims), self.shape, self.dtype)
+    def with_dims(self, dims) -> Ref:
+        return Ref(self.layer, tuple(dims), self.shape, self.dtype)
 
 
 @dataclass(frozen=True)
 class PackedRef(Ref):
     """``PackedSequence.data`` of a captured padded tensor: no layer of its own; ``padded`` is the
-    padded tensor (dims in torch order, batch-first or time-major as packed), ``lengths`` its lengths."""
+    padded tensor (dims in torch order, batch-first or time-major as packed)."""
 
     padded: Ref | None = None
     batch_first: bool = True
@@ -51,27 +120,34 @@ class UnsortedRef(Ref):
     (``pack_padded_sequence(enforce_sorted=False)``); the later un-sort is the identity."""
 
 
+class DimOwner(Protocol):
+    """What a :class:`DimInt` needs of the dim registry that made it."""
+
+    def derive(self, kind: str, a: Any, b: Any) -> Any: ...
+
+    def size(self, dim: Dim) -> int: ...
+
+
 class DimInt(int):
     """A size of a dynamic axis: an ``int`` for torch that also carries its RETURNN ``Dim``."""
 
     dim: Dim
-    capture: "Capture"
+    owner: DimOwner
 
-    def __new__(cls, value: int, dim: Dim, capture: "Capture"):
+    def __new__(cls, value: int, dim: Dim, owner: DimOwner):
         obj = super().__new__(cls, int(value))
         obj.dim = dim
-        obj.capture = capture
+        obj.owner = owner
         return obj
 
     def __repr__(self) -> str:
         return f"{int(self)}"
 
-    def _derive(self, kind: str, a, b) -> "DimInt | int":
+    def _derive(self, kind: str, a, b) -> DimInt | int:
         da = a.dim if isinstance(a, DimInt) else int(a)
         db = b.dim if isinstance(b, DimInt) else int(b)
-        with self.capture.graph.as_default():  # RETURNN may build length tensors for the new dim
-            dim = self.capture.dims.derive(kind, da, db)
-        return DimInt(self.capture.dims.size(dim), dim, self.capture) if isinstance(dim, Dim) else dim
+        dim = self.owner.derive(kind, da, db)
+        return DimInt(self.owner.size(dim), dim, self.owner) if isinstance(dim, Dim) else dim
 
     def __add__(self, other):
         return self._derive("add", self, other) if isinstance(other, int) else int(self) + other
@@ -114,35 +190,38 @@ class SymShape(tuple):
 
 
 class ReturnnTensor(torch.Tensor):
-    """A torch tensor produced inside a capture; ops on it are mirrored as RETURNN layers."""
+    """A torch tensor produced inside a capture; ops on it are mirrored as RETURNN layers.
+
+    ``_rt_capture`` is the capture's dispatcher (``.active``, ``.dispatch(func, args, kwargs)``)."""
 
     _rt_ref: Ref
-    _rt_capture: "Capture"
+    _rt_capture: Any
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        capture = _find_capture(args, kwargs)
-        if capture is None:
+        dispatcher = _find_dispatcher(args, kwargs)
+        if dispatcher is None:
             with torch._C.DisableTorchFunctionSubclass():
                 return _to_plain(func(*args, **kwargs))
-        return capture.dispatch(func, args, kwargs)
+        return dispatcher.dispatch(func, args, kwargs)
 
-    def __repr__(self, *, tensor_contents=None):  # noqa: D105
+    def __repr__(self, *, tensor_contents=None):
         with torch._C.DisableTorchFunctionSubclass():
             return torch.Tensor.__repr__(self.as_subclass(torch.Tensor))
 
 
-def _find_capture(args, kwargs) -> "Capture | None":
-    for a in _iter_args(args, kwargs):
+def _find_dispatcher(args, kwargs) -> Any:
+    for a in iter_args(args, kwargs):
         if isinstance(a, ReturnnTensor):
-            cap = getattr(a, "_rt_capture", None)
-            if cap is not None and cap.active:
-                return cap
+            d = getattr(a, "_rt_capture", None)
+            if d is not None and d.active:
+                return d
     return None
 
 
-def _iter_args(args, kwargs):
+def iter_args(args, kwargs) -> Iterator[Any]:
+    """The arguments of a call, with lists and tuples flattened one level."""
     for a in list(args) + list(kwargs.values()):
         if isinstance(a, (list, tuple)):
             yield from a
@@ -161,12 +240,12 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def wrap(value: torch.Tensor, ref: Ref, capture: "Capture") -> ReturnnTensor:
+def wrap(value: torch.Tensor, ref: Ref, dispatcher: Any) -> ReturnnTensor:
     """A ReturnnTensor sharing ``value``'s storage, bound to ``ref``."""
     with torch._C.DisableTorchFunctionSubclass():
         t = value.as_subclass(ReturnnTensor)
     t._rt_ref = ref
-    t._rt_capture = capture
+    t._rt_capture = dispatcher
     return t
 
 

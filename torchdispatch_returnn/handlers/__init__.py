@@ -1,4 +1,8 @@
-"""Handlers, one module per op family; importing this package fills the registry."""
+"""Handlers, one module per op family; importing this package fills the registry.
+
+``common`` holds the builders the families share; ``meta`` the metadata queries that build no
+layer; ``registry`` the table from torch callables to handlers.
+"""
 
 from . import (  # noqa: F401
     activation,

@@ -5,10 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .elementwise import apply, lit
+from .common import T, apply, lit, reduce_ref, slice_ref, softmax_ref
 from .registry import handles
-
-T = torch.Tensor
 
 
 @handles(torch.relu, F.relu, T.relu, T.relu_, torch.relu_, F.relu_)
@@ -96,10 +94,8 @@ def glu(ctx, x, dim=-1):
     r = ctx.ref(x)
     ax = dim % r.ndim
     half = r.shape[ax] // 2
-    from .shape import slice_ref
-
-    a = slice_ref(ctx, r, ax, 0, half, helper="a")
-    b = slice_ref(ctx, r, ax, half, 2 * half, helper="b")
+    a = slice_ref(ctx, r, ax, 0, half)
+    b = slice_ref(ctx, r, ax, half, 2 * half)
     b = ctx.rename(b, {b.dims[ax]: a.dims[ax]})
     return ctx.eval("source(0) * tf.sigmoid(source(1))", [a, b], a.dims)
 
@@ -113,15 +109,12 @@ def _softmax(ctx, x, dim, dtype, log: bool):
     if dim is None:
         dim = 0 if r.ndim in (0, 1, 3) else 1  # torch's legacy implicit dim
     axis = r.dims[dim % r.ndim]
-    if axis.is_dynamic() and not log:  # masked: padding frames get 0
-        return ctx.layer({"class": "softmax_over_spatial", "from": r, "axis": axis}, r.dims)
+    if not log:  # masked over a dynamic axis: padding frames get 0
+        return softmax_ref(ctx, r, dim % r.ndim)
     if axis.is_dynamic():  # x - logsumexp over the valid frames
-        from .reduce import reduce_ref
-
-        lse = reduce_ref(ctx, r, "logsumexp", [dim % r.ndim], False, helper="lse")
+        lse = reduce_ref(ctx, r, "logsumexp", [dim % r.ndim], False)
         return ctx.eval("source(0) - source(1)", [r, lse], r.dims)
-    fn = "tf.nn.log_softmax" if log else "tf.nn.softmax"
-    return ctx.eval(f"{fn}(source(0), axis={{axis}})", [r], r.dims, axis=axis)
+    return ctx.eval("tf.nn.log_softmax(source(0), axis={axis})", [r], r.dims, axis=axis)
 
 
 @handles(F.softmax, torch.softmax, T.softmax, torch.special.softmax)
@@ -142,7 +135,7 @@ def dropout(ctx, x, p=0.5, training=True, inplace=False):
     r = ctx.ref(x)
     if not training or p == 0:
         return r
-    if not ctx.capture.train:
+    if not ctx.train:
         raise NotImplementedError("dropout with training=True in a capture with train=False: call model.eval() "
                                   "or capture with train=True")
     return ctx.layer({"class": "dropout", "from": r, "dropout": p, "dropout_noise_shape": {"*": None}}, r.dims)

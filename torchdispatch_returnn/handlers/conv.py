@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+from .._backend import tf_dtype
+from .common import ntuple, slice_ref
 from .registry import handles
-
-
-def _tuple(v, n):
-    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
 
 
 def out_len_dim(ctx, dim, size, k, s, p_total, d):
@@ -35,7 +33,7 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
         raise NotImplementedError(f"conv{n}d input without a batch axis")
     if r.dtype != w.dtype:
         raise NotImplementedError("conv with input and weight of different dtypes")
-    stride, dilation = _tuple(stride, n), _tuple(dilation, n)
+    stride, dilation = ntuple(stride, n), ntuple(dilation, n)
     ks = [w.shape[2 + i] for i in range(n)]
     if isinstance(padding, str):
         if padding == "same":
@@ -46,7 +44,7 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
         else:
             pads = [0] * n
     else:
-        pads = list(_tuple(padding, n))
+        pads = list(ntuple(padding, n))
     spatial = list(r.dims[2:])
     out_dim = w.dims[0]
     if n == 2 and any(d > 1 for d in dilation):
@@ -72,14 +70,13 @@ def _dilated_kernel(ctx, w, dilation):
     o, i, kh, kw = w.shape
     dh, dw = dilation
     big_h, big_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    dims = [w.dims[0], w.dims[1], ctx.dims.static(big_h, f"{ctx.op_name}_kh"), ctx.dims.static(big_w, f"{ctx.op_name}_kw")]
+    dims = [w.dims[0], w.dims[1], ctx.dims.static(big_h, f"{ctx.op_name}_kh"),
+            ctx.dims.static(big_w, f"{ctx.op_name}_kw")]
     expr = ("tf.einsum('oihw,hH,wW->oiHW', source(0, auto_convert=False), "
             f"tf.one_hot(tf.range({kh}) * {dh}, {big_h}, dtype=source(0).dtype), "
             f"tf.one_hot(tf.range({kw}) * {dw}, {big_w}, dtype=source(0).dtype))")
-    from ..context import tf_dtype
-
     d = {"class": "eval", "from": [w], "eval": expr, "out_type": {"dims": dims, "dtype": tf_dtype(w.dtype)}}
-    return ctx.layer(d, dims, dtype=w.dtype, helper="dilated_kernel")
+    return ctx.layer(d, dims, dtype=w.dtype)
 
 
 @handles(F.conv1d)
@@ -96,8 +93,8 @@ def conv2d(ctx, input, weight, bias=None, stride=1, padding=0, dilation=1, group
 
 def conv_transpose_nd(ctx, n, x, weight, bias, stride, padding, output_padding, groups, dilation):
     r, w = ctx.ref(x), ctx.ref(weight)
-    stride, padding = _tuple(stride, n), _tuple(padding, n)
-    output_padding, dilation = _tuple(output_padding, n), _tuple(dilation, n)
+    stride, padding = ntuple(stride, n), ntuple(padding, n)
+    output_padding, dilation = ntuple(output_padding, n), ntuple(dilation, n)
     if groups != 1 or any(d != 1 for d in dilation):
         raise NotImplementedError("transposed conv with groups or dilation")
     ks = [w.shape[2 + i] for i in range(n)]
@@ -114,7 +111,7 @@ def conv_transpose_nd(ctx, n, x, weight, bias, stride, padding, output_padding, 
             full.append(ctx.dims.static(r.shape[2 + i] * stride[i] + extra, f"{ctx.op_name}_len"))
     # RETURNN wants the filter as [k..., out, in]; torch's is (in, out, k...)
     filt = ctx.layer({"class": "transpose", "from": w, "perm": list(w.dims[2:]) + [w.dims[1], w.dims[0]]},
-                     w.dims, dtype=w.dtype, helper="filter")
+                     w.dims, dtype=w.dtype)
     d = {"class": "transposed_conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": spatial,
          "out_dim": out_dim, "out_spatial_dims": full, "filter_size": ks, "strides": list(stride),
          "padding": "valid", "filter": filt, "with_bias": bias is not None, "use_time_mask": True}
@@ -123,13 +120,10 @@ def conv_transpose_nd(ctx, n, x, weight, bias, stride, padding, output_padding, 
     if bias is not None:
         d["bias"] = _bias(ctx, bias, out_dim)
     crops = [(padding[i], padding[i] + max(stride[i] - ks[i], 0)) for i in range(n)]
-    last = max([i for i in range(n) if any(crops[i])], default=-1)
-    y = ctx.layer(d, [r.dims[0], out_dim] + full, helper="full" if last >= 0 else None)
-    from .shape import slice_ref
-
+    y = ctx.layer(d, [r.dims[0], out_dim] + full)
     for i, (left, right) in enumerate(crops):
         if left or right:
-            y = slice_ref(ctx, y, 2 + i, left, -right if right else None, helper=None if i == last else f"crop{i}")
+            y = slice_ref(ctx, y, 2 + i, left, -right if right else None)
     return y
 
 

@@ -6,55 +6,8 @@ import math
 
 import torch
 
-from ..tensor import DimInt
+from .common import T, apply, lit
 from .registry import handles
-
-T = torch.Tensor
-
-
-def lit(v) -> str:
-    """A Python number as source text for an eval expression."""
-    if isinstance(v, DimInt) and v.dim.dimension is None:
-        raise NotImplementedError("a dynamic size used as a constant here would freeze the traced length")
-    if isinstance(v, bool):
-        return repr(v)
-    if isinstance(v, int):
-        return repr(int(v))
-    v = float(v)
-    if math.isinf(v):
-        return "float('inf')" if v > 0 else "float('-inf')"
-    if math.isnan(v):
-        return "float('nan')"
-    return repr(v)
-
-
-def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()):
-    """Broadcast ``xs`` (tensors cast to ``dtype``, default the result dtype; the inputs at
-    positions ``conditions`` to bool) and build one eval layer computing ``fmt`` with ``{0}``,
-    ``{1}``, ... standing for the inputs."""
-    dtype = dtype or ctx.out.dtype
-    sizes = {i: x for i, x in enumerate(xs) if isinstance(x, DimInt) and x.dim.dimension is None}
-    xs = [1 if i in sizes else x for i, x in enumerate(xs)]
-    items, dims = ctx.broadcast(*xs, dtype=[torch.bool if i in conditions else dtype for i in range(len(xs))])
-    for i, size in sizes.items():  # a dynamic size used as a number: the per-sequence length
-        items[i] = ctx.cast(ctx.size_ref(size.dim, dims), dtype)
-    refs, args, j = [], [], 0
-    for it in items:
-        if hasattr(it, "name") and hasattr(it, "dims"):
-            refs.append(it)
-            args.append(f"source({j})")
-            j += 1
-        else:
-            args.append(f"tf.cast({lit(it)}, {dtype_str(dtype)!r})")
-    if not refs:
-        raise NotImplementedError("elementwise op without a captured tensor")
-    return ctx.eval(fmt.format(*args), refs, dims, dtype=out_dtype or ctx.out.dtype)
-
-
-def dtype_str(dtype) -> str:
-    from ..context import tf_dtype
-
-    return tf_dtype(dtype)
 
 
 def _binary(fmt: str):
@@ -74,7 +27,8 @@ def _rbinary(fmt: str):
 # (torch dispatches scalar + tensor, scalar * tensor, & and | as the forward ops: no __radd__ etc.)
 for _fmt, _fwd, _rev in [
     ("{0} + {1}", [torch.add, T.add, T.__add__, T.add_, T.__iadd__], []),
-    ("{0} - {1}", [torch.sub, torch.subtract, T.sub, T.subtract, T.__sub__, T.sub_, T.__isub__], [T.__rsub__, torch.rsub]),
+    ("{0} - {1}", [torch.sub, torch.subtract, T.sub, T.subtract, T.__sub__, T.sub_, T.__isub__],
+     [T.__rsub__, torch.rsub]),
     ("{0} * {1}", [torch.mul, torch.multiply, T.mul, T.multiply, T.__mul__, T.mul_, T.__imul__], []),
     ("tf.pow({0}, {1})", [torch.pow, T.pow, T.__pow__, T.pow_, T.__ipow__], [T.__rpow__]),
     ("tf.math.floormod({0}, {1})", [torch.remainder, T.remainder, T.__mod__, T.remainder_, T.__imod__], [T.__rmod__]),

@@ -6,11 +6,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._backend import tf_dtype
 from ..tensor import DimInt, ReturnnTensor
+from .common import T, batch_permutation, gather_ref, lit, range_ref, slice_ref
 from .registry import handles
-from .shape import slice_ref
-
-T = torch.Tensor
 
 
 def _consumes(item) -> int:
@@ -21,34 +20,15 @@ def _consumes(item) -> int:
     return 1
 
 
-def range_ref(ctx, dim, helper="range"):
-    """int64 positions 0..len-1 along ``dim`` (follows the sequence lengths for a dynamic dim)."""
-    if not dim.is_dynamic():
-        return ctx.layer({"class": "range", "limit": dim.dimension, "out_spatial_dim": dim, "dtype": "int64"}, [dim],
-                         dtype=torch.int64, helper=helper)
-    src = ctx.capture._dim_layers.get(id(dim))
-    if src is None:
-        raise NotImplementedError(f"no layer with dim {dim} to take a range from")
-    return ctx.layer({"class": "range_in_axis", "from": src, "axis": dim, "dtype": "int64"}, [dim],
-                     dtype=torch.int64, helper=helper)
-
-
-def _gather(ctx, r, ax, position, pos_dims, helper=None):
-    dims = list(r.dims[:ax]) + list(pos_dims) + list(r.dims[ax + 1:])
-    return ctx.layer({"class": "gather", "from": r, "axis": r.dims[ax], "position": position}, dims,
-                     dtype=r.dtype, helper=helper)
-
-
 def _index_int(ctx, r, ax, i: int):
     d = r.dims[ax]
     if i < 0 and d.is_dynamic():
         # the i-th frame from each sequence's own end
         _batch(r)
         length = ctx.size_ref(d, r.dims)
-        pos = ctx.eval(f"tf.cast(source(0), tf.int64) - {-i}", [length], length.dims, dtype=torch.int64,
-                       helper="pos")
-        return _gather(ctx, r, ax, pos, [], helper="item")
-    return _gather(ctx, r, ax, i % r.shape[ax], [], helper="item")
+        pos = ctx.eval(f"tf.cast(source(0), tf.int64) - {-i}", [length], length.dims, dtype=torch.int64)
+        return gather_ref(ctx, r, ax, pos, [])
+    return gather_ref(ctx, r, ax, i % r.shape[ax], [])
 
 
 def _batch(r):
@@ -66,12 +46,12 @@ def _index_slice(ctx, r, ax, s: slice):
             return r
         if not d.is_dynamic():
             pos = range_ref(ctx, stop.dim)
-            return _gather(ctx, r, ax, pos, [stop.dim], helper="slice")
+            return gather_ref(ctx, r, ax, pos, [stop.dim])
     if isinstance(start, DimInt) or isinstance(stop, DimInt):
         raise NotImplementedError("slice with a dynamic bound of this form")
     if step < 1:
         raise ValueError("slice step must be positive")
-    return slice_ref(ctx, r, ax, start, stop, step, helper="slice")
+    return slice_ref(ctx, r, ax, start, stop, step)
 
 
 @handles(T.__getitem__)
@@ -104,8 +84,6 @@ def getitem(ctx, x, idx):
             t = it if isinstance(it, torch.Tensor) else torch.tensor(it)
             if t.dtype == torch.bool:
                 raise NotImplementedError("boolean mask indexing (data-dependent shape)")
-            from .rnn import batch_permutation
-
             perm = batch_permutation(ctx, x, ax, t) if len(items) == 1 else None
             if perm is not None:
                 r = perm
@@ -114,7 +92,7 @@ def getitem(ctx, x, idx):
             pos = ctx.ref(t)
             if any(pd in r.dims for pd in pos.dims):
                 raise NotImplementedError("index tensor sharing an axis with the indexed tensor")
-            r = _gather(ctx, r, ax, pos, pos.dims, helper="gather")
+            r = gather_ref(ctx, r, ax, pos, pos.dims)
             ax += pos.ndim
         else:
             raise NotImplementedError(f"index of type {type(it).__name__}")
@@ -129,7 +107,7 @@ def embedding(ctx, input, weight, padding_idx=None, max_norm=None, norm_type=2.0
         raise NotImplementedError("embedding with max_norm (modifies the weight)")
     w = ctx.ref(weight)
     pos = ctx.ref(input)
-    return _gather(ctx, w, 0, pos, pos.dims)
+    return gather_ref(ctx, w, 0, pos, pos.dims)
 
 
 @handles(torch.index_select, T.index_select)
@@ -137,13 +115,11 @@ def index_select(ctx, x, dim, index):
     """Entries at ``index`` (1-D) along ``dim``."""
     r = ctx.ref(x)
     ax = dim % r.ndim
-    from .rnn import batch_permutation
-
     perm = batch_permutation(ctx, x, ax, index)
     if perm is not None:
         return perm
     pos = ctx.ref(index)
-    return _gather(ctx, r, ax, pos, pos.dims)
+    return gather_ref(ctx, r, ax, pos, pos.dims)
 
 
 @handles(torch.gather, T.gather)
@@ -171,8 +147,6 @@ def gather(ctx, x, dim, index, *, sparse_grad=False, out=None):
 @handles(F.one_hot)
 def one_hot(ctx, x, num_classes=-1):
     """One-hot int64 vectors along a new last axis."""
-    from ..context import tf_dtype
-
     r = ctx.ref(x)
     n = int(ctx.out.shape[-1])
     cls = ctx.dims.static(n, f"{ctx.op_name}_classes")
@@ -186,8 +160,6 @@ def one_hot(ctx, x, num_classes=-1):
 @handles(torch.narrow, T.narrow)
 def narrow(ctx, x, dim, start, length):
     """x along ``dim`` from ``start``, ``length`` elements (static bounds)."""
-    from .shape import slice_ref
-
     r = ctx.ref(x)
     ax = dim % r.ndim
     return slice_ref(ctx, r, ax, int(start), int(start) + int(length))
@@ -196,8 +168,6 @@ def narrow(ctx, x, dim, start, length):
 @handles(T.__setitem__)
 def setitem(ctx, x, idx, value):
     """``x[idx] = number`` for ints, slices (with steps) and ``...``: where(in the region, value, x)."""
-    from .elementwise import lit
-
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or isinstance(value, ReturnnTensor):
             raise NotImplementedError("x[idx] = tensor (only x[idx] = number is supported)")
@@ -216,7 +186,7 @@ def setitem(ctx, x, idx, value):
         if r.dims[ax].is_dynamic() and not (isinstance(it, slice) and (it.stop is None or it.stop >= 0)
                                             and (it.start or 0) >= 0) and not (isinstance(it, int) and it >= 0):
             raise NotImplementedError("x[idx] = value with negative bounds on a dynamic axis")
-        pos = range_ref(ctx, r.dims[ax], helper=f"pos{ax}")
+        pos = range_ref(ctx, r.dims[ax])
         srcs.append(pos)
         p = f"source({len(srcs) - 1})"
         if isinstance(it, int):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..tensor import DimInt, SymShape
+from ..tensor import DimInt, DimOwner, Ref, SymShape
 
 T = torch.Tensor
 
@@ -37,21 +37,20 @@ PLAIN.update({torch.is_tensor, torch.is_floating_point, torch.numel, torch.is_co
 PLAIN.discard(None)
 
 
-def sym_shape(capture, x) -> SymShape:
-    """``x.shape`` with DimInt entries for dynamic axes (and the batch axis)."""
-    ref = x._rt_ref
+def sym_shape(dims: DimOwner, ref: Ref) -> SymShape:
+    """The shape of ``ref`` with DimInt entries for dynamic axes (and the batch axis)."""
     sizes = []
     for d, s in zip(ref.dims, ref.shape):
-        sizes.append(DimInt(s, d, capture) if d.dimension is None else int(s))
+        sizes.append(DimInt(s, d, dims) if d.dimension is None else int(s))
     return SymShape(sizes)
 
 
-def _shape(capture, x):
-    return sym_shape(capture, x)
+def _shape(dims, ref):
+    return sym_shape(dims, ref)
 
 
-def _size(capture, x, dim=None):
-    shape = sym_shape(capture, x)
+def _size(dims, ref, dim=None):
+    shape = sym_shape(dims, ref)
     if dim is None:
         return shape
     if not isinstance(dim, int):
@@ -59,6 +58,7 @@ def _size(capture, x, dim=None):
     return shape[dim]
 
 
+#: shape queries: fn(dims, ref of the tensor, *args) -> SymShape or DimInt
 SHAPE = {T.shape.__get__: _shape, T.size: _size}
 
 #: reading a 0-d tensor as a Python int: ``lengths.max().item()`` gives the dim's size (DimInt)

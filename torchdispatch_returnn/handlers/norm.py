@@ -7,12 +7,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .elementwise import lit
-from .reduce import reduce_ref
+from .common import lit, reduce_ref
 from .registry import handles
 
 
-def _affine(ctx, y, weight, bias, axes, helper=None):
+def _affine(ctx, y, weight, bias, axes):
     """y * weight + bias, weight/bias over the torch axes ``axes`` of ``y``."""
     srcs, expr = [y], "source(0)"
     for t, op in ((weight, "*"), (bias, "+")):
@@ -24,17 +23,15 @@ def _affine(ctx, y, weight, bias, axes, helper=None):
         expr = f"({expr}) {op} source({len(srcs) - 1})"
     if len(srcs) == 1:
         return y
-    return ctx.eval(expr, srcs, y.dims, helper=helper)
+    return ctx.eval(expr, srcs, y.dims)
 
 
-def normalize_over(ctx, r, axes, eps, helper_last: bool):
+def normalize_over(ctx, r, axes, eps):
     """(x - mean) / sqrt(var + eps) over the torch axes ``axes`` (biased variance)."""
-    mean = reduce_ref(ctx, r, "mean", axes, False, helper="mean")
-    cen = ctx.eval("source(0) - source(1)", [r, mean], r.dims, helper="centered")
-    var = reduce_ref(ctx, ctx.eval("tf.square(source(0))", [cen], r.dims, helper="sq"), "mean", axes, False,
-                     helper="var")
-    return ctx.eval(f"source(0) * tf.math.rsqrt(source(1) + {lit(eps)})", [cen, var], r.dims,
-                    helper="normed" if helper_last else None)
+    mean = reduce_ref(ctx, r, "mean", axes, False)
+    cen = ctx.eval("source(0) - source(1)", [r, mean], r.dims)
+    var = reduce_ref(ctx, ctx.eval("tf.square(source(0))", [cen], r.dims), "mean", axes, False)
+    return ctx.eval(f"source(0) * tf.math.rsqrt(source(1) + {lit(eps)})", [cen, var], r.dims)
 
 
 @handles(F.layer_norm)
@@ -43,7 +40,7 @@ def layer_norm(ctx, input, normalized_shape, weight=None, bias=None, eps=1e-5):
     r = ctx.cast(ctx.ref(input), ctx.out.dtype)
     n = len(normalized_shape)
     axes = list(range(r.ndim - n, r.ndim))
-    y = normalize_over(ctx, r, axes, eps, helper_last=weight is not None or bias is not None)
+    y = normalize_over(ctx, r, axes, eps)
     return _affine(ctx, y, weight, bias, axes)
 
 
@@ -54,19 +51,17 @@ def batch_norm(ctx, input, running_mean, running_var, weight=None, bias=None, tr
     (capture with ``train=True``; the running-stat update stays in torch)."""
     r = ctx.ref(input)
     if training or running_mean is None:
-        if not ctx.capture.train and running_mean is not None:
+        if not ctx.train and running_mean is not None:
             raise NotImplementedError("batch_norm in training mode in a capture with train=False: call "
                                       "model.eval() or capture with train=True")
-        y = normalize_over(ctx, r, [0] + list(range(2, r.ndim)), eps,
-                           helper_last=weight is not None or bias is not None)
+        y = normalize_over(ctx, r, [0] + list(range(2, r.ndim)), eps)
         return _affine(ctx, y, weight, bias, [1])
     c = r.dims[1]
     srcs = [r]
     for t in (running_mean, running_var):
         p = ctx.ref(t, prefer=[c])
         srcs.append(ctx.rename(p, {p.dims[0]: c}))
-    y = ctx.eval(f"(source(0) - source(1)) * tf.math.rsqrt(source(2) + {lit(eps)})", srcs, r.dims,
-                 helper="normed" if weight is not None or bias is not None else None)
+    y = ctx.eval(f"(source(0) - source(1)) * tf.math.rsqrt(source(2) + {lit(eps)})", srcs, r.dims)
     return _affine(ctx, y, weight, bias, [1])
 
 
@@ -78,11 +73,9 @@ def group_norm(ctx, input, num_groups, weight=None, bias=None, eps=1e-5):
     g = ctx.dims.static(num_groups, f"{ctx.op_name}_groups")
     cg = ctx.dims.static(r.shape[1] // num_groups, f"{ctx.op_name}_per_group")
     dims = [r.dims[0], g, cg] + list(r.dims[2:])
-    split = ctx.layer({"class": "split_dims", "from": r, "axis": c, "dims": [g, cg]}, dims, dtype=r.dtype,
-                      helper="split")
-    y = normalize_over(ctx, split, list(range(2, len(dims))), eps, helper_last=True)
-    merged = ctx.layer({"class": "merge_dims", "from": y, "axes": [g, cg], "out_dim": c}, r.dims, dtype=r.dtype,
-                       helper="merge" if weight is not None or bias is not None else None)
+    split = ctx.layer({"class": "split_dims", "from": r, "axis": c, "dims": [g, cg]}, dims, dtype=r.dtype)
+    y = normalize_over(ctx, split, list(range(2, len(dims))), eps)
+    merged = ctx.layer({"class": "merge_dims", "from": y, "axes": [g, cg], "out_dim": c}, r.dims, dtype=r.dtype)
     return _affine(ctx, merged, weight, bias, [1])
 
 
@@ -93,7 +86,7 @@ def instance_norm(ctx, input, running_mean=None, running_var=None, weight=None, 
     if not use_input_stats:
         return batch_norm(ctx, input, running_mean, running_var, weight, bias, False, momentum, eps)
     r = ctx.ref(input)
-    y = normalize_over(ctx, r, list(range(2, r.ndim)), eps, helper_last=weight is not None or bias is not None)
+    y = normalize_over(ctx, r, list(range(2, r.ndim)), eps)
     return _affine(ctx, y, weight, bias, [1])
 
 
@@ -103,12 +96,10 @@ def normalize(ctx, input, p=2.0, dim=1, eps=1e-12, out=None):
     r = ctx.ref(input)
     ax = dim % r.ndim
     if p == 2:
-        norm = reduce_ref(ctx, ctx.eval("tf.square(source(0))", [r], r.dims, helper="sq"), "sum", [ax], False,
-                          helper="sumsq")
+        norm = reduce_ref(ctx, ctx.eval("tf.square(source(0))", [r], r.dims), "sum", [ax], False)
         expr = f"source(0) / tf.maximum(tf.sqrt(source(1)), {lit(eps)})"
     elif p == 1:
-        norm = reduce_ref(ctx, ctx.eval("tf.abs(source(0))", [r], r.dims, helper="abs"), "sum", [ax], False,
-                          helper="sumabs")
+        norm = reduce_ref(ctx, ctx.eval("tf.abs(source(0))", [r], r.dims), "sum", [ax], False)
         expr = f"source(0) / tf.maximum(source(1), {lit(eps)})"
     else:
         raise NotImplementedError(f"F.normalize with p={p}")
@@ -121,8 +112,8 @@ def weight_norm(ctx, v, g, dim=0):
     rv, rg = ctx.ref(v), ctx.ref(g)
     ax = dim % rv.ndim if dim is not None and dim != -1 else None
     others = [k for k in range(rv.ndim) if k != ax]
-    sq = ctx.eval("tf.square(source(0))", [rv], rv.dims, helper="sq")
-    norm = reduce_ref(ctx, sq, "sum", others, False, helper="sumsq")
+    sq = ctx.eval("tf.square(source(0))", [rv], rv.dims)
+    norm = reduce_ref(ctx, sq, "sum", others, False)
     for k in reversed(range(rg.ndim)):  # g is (O, 1, 1, ...): keep the axis of ``dim`` only
         if rg.shape[k] == 1:
             rg = ctx.squeeze(rg, k)

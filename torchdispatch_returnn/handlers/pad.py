@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+from .common import range_ref
 from .registry import handles
 
 _MODES = {"constant": "constant", "reflect": "reflect", "replicate": "replication"}
@@ -50,16 +51,14 @@ def pad(ctx, input, pad, mode="constant", value=None):
         opts["value"] = fill
     if not fix or mode != "constant":
         if fix:
-            ctx.notes.append(f"{mode} right padding of a dynamic axis follows the longest sequence: not exact "
+            ctx.note(f"{mode} right padding of a dynamic axis follows the longest sequence: not exact "
                              "for shorter sequences of a padded batch")
         return ctx.layer(opts, dims)
-    y = ctx.layer(opts, dims, helper="raw")
-    from .index import range_ref
-
-    for k, (d, nd, (left, right)) in enumerate(fix):
-        pos = range_ref(ctx, nd, helper=f"pos{k}")
+    y = ctx.layer(opts, dims)
+    for d, nd, (left, _) in fix:
+        pos = range_ref(ctx, nd)
         length = ctx.size_ref(d, dims)
         y = ctx.eval(f"tf.where((tf.cast(source(1), tf.int64) >= {left}) & (tf.cast(source(1), tf.int64) < "
                      f"tf.cast(source(2), tf.int64) + {left}), source(0), tf.cast({fill!r}, source(0).dtype))",
-                     [y, pos, length], dims, dtype=r.dtype, helper=None if k == len(fix) - 1 else f"fix{k}")
+                     [y, pos, length], dims, dtype=r.dtype)
     return y

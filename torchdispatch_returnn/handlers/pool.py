@@ -6,12 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .common import ntuple, reduce_ref
 from .conv import out_len_dim
 from .registry import handles
-
-
-def _tuple(v, n):
-    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
 
 
 def pool_nd(ctx, n, mode, x, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad=True):
@@ -20,9 +17,9 @@ def pool_nd(ctx, n, mode, x, kernel_size, stride, padding, dilation, ceil_mode, 
     r = ctx.ref(x)
     if r.ndim != n + 2:
         raise NotImplementedError(f"{mode} pool{n}d input without a batch axis")
-    ks = _tuple(kernel_size, n)
-    stride = _tuple(stride if stride not in (None, []) else kernel_size, n)
-    pads, dil = _tuple(padding, n), _tuple(dilation, n)
+    ks = ntuple(kernel_size, n)
+    stride = ntuple(stride if stride not in (None, []) else kernel_size, n)
+    pads, dil = ntuple(padding, n), ntuple(dilation, n)
     if mode == "avg" and any(pads):
         raise NotImplementedError("avg pooling with padding")
     spatial = list(r.dims[2:])
@@ -67,7 +64,7 @@ def avg_pool2d(ctx, input, kernel_size, stride=None, padding=0, ceil_mode=False,
     return pool_nd(ctx, 2, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad)
 
 
-def repeat_axis(ctx, r, ax, k: int, helper=None):
+def repeat_axis(ctx, r, ax, k: int):
     """Each frame along axis ``ax`` repeated ``k`` times (T -> T*k, per sequence)."""
     d = r.dims[ax]
     new = ctx.dims.derive("mul", d, k) if d.is_dynamic() else ctx.dims.static(r.shape[ax] * k, f"{ctx.op_name}_dim")
@@ -75,26 +72,24 @@ def repeat_axis(ctx, r, ax, k: int, helper=None):
     dims[ax] = new
     if d.is_dynamic():
         return ctx.layer({"class": "repeat", "from": r, "repetitions": k, "axis": d, "out_dim": new}, dims,
-                         dtype=r.dtype, helper=helper)
-    return _static_repeat(ctx, r, ax, k, new, helper)
+                         dtype=r.dtype)
+    return _static_repeat(ctx, r, ax, k, new)
 
 
-def _static_repeat(ctx, r, ax, k, new, helper):
+def _static_repeat(ctx, r, ax, k, new):
     # split the axis into (n, 1), tile to (n, k), merge back
     one = ctx.dims.static(1, f"{ctx.op_name}_one")
     kd = ctx.dims.static(k, f"{ctx.op_name}_k")
     d = r.dims[ax]
     dims = list(r.dims[:ax + 1]) + [one] + list(r.dims[ax + 1:])
-    s = ctx.layer({"class": "split_dims", "from": r, "axis": d, "dims": [d, one]}, dims, dtype=r.dtype,
-                  helper="rep_split")
-    zeros = ctx.fill([kd], 0, r.dtype, helper="zeros")
+    s = ctx.layer({"class": "split_dims", "from": r, "axis": d, "dims": [d, one]}, dims, dtype=r.dtype)
+    zeros = ctx.fill([kd], 0, r.dtype)
     t = ctx.eval("source(0) + source(1)" if r.dtype != torch.bool else "tf.logical_or(source(0), source(1))",
                  [ctx.squeeze(s, ax + 1), zeros], list(r.dims[:ax + 1]) + [kd] + list(r.dims[ax + 1:]),
-                 dtype=r.dtype, helper="rep_tile")
+                 dtype=r.dtype)
     out = list(r.dims)
     out[ax] = new
-    return ctx.layer({"class": "merge_dims", "from": t, "axes": [d, kd], "out_dim": new}, out, dtype=r.dtype,
-                     helper=helper)
+    return ctx.layer({"class": "merge_dims", "from": t, "axes": [d, kd], "out_dim": new}, out, dtype=r.dtype)
 
 
 @handles(torch.repeat_interleave, torch.Tensor.repeat_interleave)
@@ -119,13 +114,13 @@ def interpolate(ctx, input, size=None, scale_factor=None, mode="nearest", align_
         if any(int(o) != f * int(i) for o, f, i in zip(ctx.out.shape[2:], factors, r.shape[2:])):
             raise NotImplementedError("interpolate to a size that is not an integer multiple")
     else:
-        factors = list(_tuple(scale_factor, n))
+        factors = list(ntuple(scale_factor, n))
     if any(float(f) != int(f) for f in factors):
         raise NotImplementedError("interpolate with a non-integer scale factor")
     factors = [int(f) for f in factors]
-    todo = [i for i, f in enumerate(factors) if f != 1]
-    for j, i in enumerate(todo):
-        r = repeat_axis(ctx, r, 2 + i, factors[i], helper=None if j == len(todo) - 1 else f"up{i}")
+    for i, f in enumerate(factors):
+        if f != 1:
+            r = repeat_axis(ctx, r, 2 + i, f)
     return r
 
 
@@ -150,10 +145,8 @@ def unfold(ctx, x, dimension, size, step):
 def adaptive_pool(ctx, mode, n, x, output_size):
     """Adaptive pooling where it is a plain reduction or pooling: target 1 (global pooling over
     the axis, masked for a dynamic one), None/same size (kept), or an exact divisor of a static size."""
-    from .reduce import reduce_ref
-
     r = ctx.ref(x)
-    sizes = list(_tuple(output_size, n))
+    sizes = list(ntuple(output_size, n))
     spatial = list(range(r.ndim - n, r.ndim))
     red = [ax for ax, s in zip(spatial, sizes) if s == 1 and r.shape[ax] != 1]
     ks = []

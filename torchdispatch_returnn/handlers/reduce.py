@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from .common import T, apply, reduce_ref
 from .registry import handles
-
-T = torch.Tensor
 
 
 def _axes(r, dim) -> list[int]:
@@ -16,19 +15,6 @@ def _axes(r, dim) -> list[int]:
     if isinstance(dim, int):
         dim = [dim]
     return sorted({int(d) % max(r.ndim, 1) for d in dim})
-
-
-def reduce_ref(ctx, r, mode: str, axes: list[int], keepdim: bool, *, dtype=None, helper=None):
-    """One ``reduce`` layer over the torch axes ``axes`` (then size-1 axes back if ``keepdim``)."""
-    if not axes:
-        return r
-    dims = [d for i, d in enumerate(r.dims) if i not in axes]
-    red = ctx.layer({"class": "reduce", "from": r, "mode": mode, "axes": [r.dims[i] for i in axes]}, dims,
-                    dtype=dtype, helper=helper if not keepdim else (helper or "reduce"))
-    if keepdim:
-        for i in axes:
-            red = ctx.unsqueeze(red, i)
-    return red
 
 
 def _reduce(mode: str):
@@ -54,12 +40,12 @@ def prod(ctx, x, dim=None, keepdim=False, *, dtype=None):
     if not r.dtype.is_floating_point:
         raise NotImplementedError("prod of an integer tensor")
     axes = _axes(r, dim)
-    parts = ctx.eval("tf.math.log(tf.abs(source(0)))", [r], r.dims, helper="logabs")
-    neg = ctx.eval("tf.cast(source(0) < 0, source(0).dtype)", [r], r.dims, helper="neg")
-    logsum = reduce_ref(ctx, parts, "sum", axes, False, helper="logsum")
-    negsum = reduce_ref(ctx, neg, "sum", axes, False, helper="negsum")
+    parts = ctx.eval("tf.math.log(tf.abs(source(0)))", [r], r.dims)
+    neg = ctx.eval("tf.cast(source(0) < 0, source(0).dtype)", [r], r.dims)
+    logsum = reduce_ref(ctx, parts, "sum", axes, False)
+    negsum = reduce_ref(ctx, neg, "sum", axes, False)
     res = ctx.eval("tf.exp(source(0)) * (1.0 - 2.0 * tf.math.floormod(source(1), 2.0))", [logsum, negsum],
-                   logsum.dims, helper="prod" if keepdim else None)
+                   logsum.dims)
     for i in axes if keepdim else ():
         res = ctx.unsqueeze(res, i)
     return res
@@ -83,17 +69,15 @@ def _maxmin(mode: str):
         r = ctx.ref(x)
         if dim is None:
             out = reduce_ref(ctx, r, mode, _axes(r, None), False)
-            dim_of = ctx.capture._length_of.get(r.name)
+            dim_of = ctx.dims.lengths_dim(r.layer)
             if mode == "max" and dim_of is not None:  # max of a dim's lengths: its padded size
-                ctx.capture._max_length_of[out.name] = dim_of
+                ctx.dims.mark_max_length(out.layer, dim_of)
             return out
         if not isinstance(dim, int):  # torch.max(a, b): elementwise
-            from .elementwise import apply
-
             return apply(ctx, f"tf.{'maximum' if mode == 'max' else 'minimum'}({{0}}, {{1}})", x, dim)
         axes = _axes(r, dim)
-        values = reduce_ref(ctx, r, mode, axes, keepdim, dtype=r.dtype, helper="values")
-        indices = reduce_ref(ctx, r, "arg" + mode, axes, keepdim, dtype=torch.int64, helper="indices")
+        values = reduce_ref(ctx, r, mode, axes, keepdim, dtype=r.dtype)
+        indices = reduce_ref(ctx, r, "arg" + mode, axes, keepdim, dtype=torch.int64)
         return values, indices
     return h
 
@@ -105,12 +89,12 @@ handles(torch.min, T.min)(_maxmin("min"))
 def _var(ctx, x, dim, correction, keepdim, sqrt: bool):
     r = ctx.ref(x)
     axes = _axes(r, dim)
-    mean = reduce_ref(ctx, r, "mean", axes, False, helper="mean")
-    sq = ctx.eval("tf.square(source(0) - source(1))", [r, mean], r.dims, helper="sq")
+    mean = reduce_ref(ctx, r, "mean", axes, False)
+    sq = ctx.eval("tf.square(source(0) - source(1))", [r, mean], r.dims)
     n = 1
     for i in axes:
         n *= r.shape[i] if not r.dims[i].is_dynamic() else 1
-    var = reduce_ref(ctx, sq, "mean", axes, keepdim, helper="var")
+    var = reduce_ref(ctx, sq, "mean", axes, keepdim)
     dyn = [r.dims[i] for i in axes if r.dims[i].is_dynamic()]
     if correction and dyn:  # Bessel factor from each sequence's own length
         if len(dyn) > 1:

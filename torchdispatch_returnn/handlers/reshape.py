@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from ..tensor import DimInt
+from ..tensor import NEW_BATCH, DimInt
+from .common import T, sizes_arg
+from .meta import sym_shape
 from .registry import handles
-from .shape import _sizes
-
-T = torch.Tensor
 
 
 def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
@@ -60,7 +59,7 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
             dims = [d for k, d in enumerate(r.dims) if k not in axes_pos]
             dims.insert(min(axes_pos), merged)
             r = ctx.layer({"class": "merge_dims", "from": r, "axes": in_dims, "out_dim": merged}, dims,
-                          dtype=r.dtype, helper="merge")
+                          dtype=r.dtype)
             src = merged
         else:
             src = in_dims[0]
@@ -70,13 +69,12 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
         parts = _split_dims(ctx, src, [out_shape[k] for k in gj], [hints[k] for k in gj])
         pos = _pos(r.dims, src)
         dims = list(r.dims[:pos]) + parts + list(r.dims[pos + 1:])
-        r = ctx.layer({"class": "split_dims", "from": r, "axis": src, "dims": parts}, dims, dtype=r.dtype,
-                      helper="split")
+        r = ctx.layer({"class": "split_dims", "from": r, "axis": src, "dims": parts}, dims, dtype=r.dtype)
         for k, d in zip(gj, parts):
             new_dims[k] = d
     # 4. new size-1 axes
     order = []
-    for j, s in enumerate(out_shape):
+    for j in range(len(out_shape)):
         if j not in new_dims:
             d = ctx.dims.static(1, f"{ctx.op_name}_one")
             r = ctx.unsqueeze(r, r.ndim, d)
@@ -96,9 +94,6 @@ def _pos(dims, dim) -> int:
 def _batch_reshape(ctx, r, in_dims, gj, out_shape, hints):
     """Merge the batch axis with one other axis (``flatten_batch``: packed sequences, batch-major)
     or split such a merged axis back (``unflatten_batch``)."""
-    from ..capture import NEW_BATCH
-
-    flat = ctx.capture.__dict__.setdefault("_flat_batches", {})
     if len(in_dims) == 2 and len(gj) == 1:
         other = in_dims[1] if in_dims[0].is_batch_dim() else in_dims[0]
         pos = [_pos(r.dims, d) for d in in_dims]
@@ -107,20 +102,18 @@ def _batch_reshape(ctx, r, in_dims, gj, out_shape, hints):
         shape = [s for k, s in enumerate(r.shape) if k not in pos]
         shape.insert(min(pos), r.shape[pos[0]] * r.shape[pos[1]])
         out = ctx.layer({"class": "flatten_batch", "from": r, "axis": other,
-                         "batch_major": in_dims[0].is_batch_dim()}, dims, dtype=r.dtype, helper="flatten_batch",
-                        shape=tuple(shape))
+                         "batch_major": in_dims[0].is_batch_dim()}, dims, dtype=r.dtype, shape=tuple(shape))
         new_b = out.dims[min(pos)]
-        flat[id(new_b)] = (in_dims, None)
+        ctx.dims.mark_flat_batch(new_b, in_dims)
         return out, {gj[0]: new_b}
-    if len(in_dims) == 1 and len(gj) == 2 and id(in_dims[0]) in flat:
-        orig, _ = flat[id(in_dims[0])]
+    orig = ctx.dims.flat_batch_parts(in_dims[0]) if len(in_dims) == 1 and len(gj) == 2 else None
+    if orig is not None:
         if not orig[0].is_batch_dim():
             raise NotImplementedError("splitting a time-major merged batch axis")
         pos = _pos(r.dims, in_dims[0])
         dims = list(r.dims[:pos]) + [NEW_BATCH, orig[1]] + list(r.dims[pos + 1:])
         shape = list(r.shape[:pos]) + [out_shape[gj[0]], out_shape[gj[1]]] + list(r.shape[pos + 1:])
-        out = ctx.layer({"class": "unflatten_batch", "from": r}, dims, dtype=r.dtype, helper="unflatten_batch",
-                        shape=tuple(shape))
+        out = ctx.layer({"class": "unflatten_batch", "from": r}, dims, dtype=r.dtype, shape=tuple(shape))
         return out, {gj[0]: out.dims[pos], gj[1]: orig[1]}
     raise NotImplementedError("reshape that merges the batch axis with more than one axis, or splits it")
 
@@ -166,16 +159,14 @@ def view(ctx, x, *shape):
     r = ctx.ref(x)
     if len(shape) == 1 and isinstance(shape[0], torch.dtype):
         raise NotImplementedError("view(dtype)")
-    return reshape_ref(ctx, r, _sizes(shape), tuple(ctx.out.shape))
+    return reshape_ref(ctx, r, sizes_arg(shape), tuple(ctx.out.shape))
 
 
 @handles(T.view_as, T.reshape_as)
 def view_as(ctx, x, other):
     """view/reshape to ``other``'s shape and dims."""
     o = ctx.ref(other)
-    from .meta import sym_shape
-
-    return reshape_ref(ctx, ctx.ref(x), list(sym_shape(ctx.capture, other)), tuple(o.shape))
+    return reshape_ref(ctx, ctx.ref(x), list(sym_shape(ctx.dims, o)), tuple(o.shape))
 
 
 @handles(torch.flatten, T.flatten)
@@ -192,8 +183,6 @@ def unflatten(ctx, x, dim, sizes):
     """Split axis ``dim`` into ``sizes``."""
     r = ctx.ref(x)
     dim %= r.ndim
-    from .meta import sym_shape
-
-    shape = sym_shape(ctx.capture, x)
+    shape = sym_shape(ctx.dims, r)
     hints = list(shape[:dim]) + list(sizes) + list(shape[dim + 1:])
     return reshape_ref(ctx, r, hints, tuple(ctx.out.shape))

@@ -19,11 +19,12 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence
 
+from .._backend import tf_dtype
 from ..tensor import PackedRef, Ref, ReturnnTensor, UnsortedRef
+from .common import cat_refs, dot, reverse_sequences, stack_refs
 from .registry import handles, handles_module
-from .shape import reverse_sequences
 
-logger = logging.getLogger("torchdispatch_returnn")
+logger = logging.getLogger(__name__)
 
 _N_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
@@ -35,10 +36,10 @@ def _unit(ctx, kind, act, w_hh, b_hh, w_hr, g_dim, hh_dim, hc_dim, n_dim, b_dim,
     def gate(src, k, name):
         u[name] = {"class": "gather", "from": src, "axis": n_dim, "position": k}
 
-    u["hp"] = {"class": "dot", "from": ["prev:h", f"base:{w_hh.name}"], "reduce": [hh_dim]}
+    u["hp"] = {"class": "dot", "from": ["prev:h", ctx.base(w_hh)], "reduce": [hh_dim]}
     if kind == "GRU":
         if b_hh is not None:
-            u["hp_b"] = {"class": "eval", "from": ["hp", f"base:{b_hh.name}"], "eval": "source(0) + source(1)"}
+            u["hp_b"] = {"class": "eval", "from": ["hp", ctx.base(b_hh)], "eval": "source(0) + source(1)"}
         hp = "hp_b" if b_hh is not None else "hp"
         u["xs"] = {"class": "split_dims", "from": "data:source", "axis": g_dim, "dims": [n_dim, hc_dim]}
         u["hs"] = {"class": "split_dims", "from": hp, "axis": g_dim, "dims": [n_dim, hc_dim]}
@@ -60,19 +61,19 @@ def _unit(ctx, kind, act, w_hh, b_hh, w_hr, g_dim, hh_dim, hc_dim, n_dim, b_dim,
                   "eval": f"(lambda i, f, g, o: tf.sigmoid(f) * source(2) + tf.sigmoid(i) * tf.tanh(g))(*{gates})",
                   "eval_locals": {"g_dim": g_dim}, "out_type": out_type}
         if init_c is not None:
-            u["c"]["initial_output"] = f"base:{init_c.name}"
+            u["c"]["initial_output"] = ctx.base(init_c)
         u["hc"] = {"class": "eval", "from": ["data:source", "hp", "c"], "eval_locals": {"g_dim": g_dim},
                    "eval": f"tf.sigmoid({gates}[3]) * tf.tanh(source(2))", "out_type": out_type}
     else:
-        u["g"] = {"class": "eval", "from": ["data:source", "hp"] + ([f"base:{b_hh.name}"] if b_hh is not None else []),
+        u["g"] = {"class": "eval", "from": ["data:source", "hp"] + ([ctx.base(b_hh)] if b_hh is not None else []),
                   "eval": f"tf.nn.{act}({' + '.join(f'source({i})' for i in range(3 if b_hh is not None else 2))})"}
         u["hc"] = {"class": "reinterpret_data", "from": "g", "set_dim_tags": {g_dim: hc_dim}}
     if w_hr is not None:
-        u["h"] = {"class": "dot", "from": ["hc", f"base:{w_hr.name}"], "reduce": [hc_dim]}
+        u["h"] = {"class": "dot", "from": ["hc", ctx.base(w_hr)], "reduce": [hc_dim]}
     else:
         u["h"] = {"class": "reinterpret_data", "from": "hc", "set_dim_tags": {hc_dim: hh_dim}}
     if init_h is not None:
-        u["h"]["initial_output"] = f"base:{init_h.name}"
+        u["h"]["initial_output"] = ctx.base(init_h)
     u["output"] = {"class": "copy", "from": "h"}
     return u
 
@@ -85,7 +86,7 @@ def _block_lstm(ctx, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c
         refs += [ctx.ref(getattr(m, "bias_ih" + sfx)), ctx.ref(getattr(m, "bias_hh" + sfx))]
     hh_dim = refs[1].dims[1]
     if direction == -1:
-        inp = reverse_sequences(ctx, inp, t_dim, b_dim, f"xrev{tag}")
+        inp = reverse_sequences(ctx, inp, t_dim, b_dim)
     states = [s for s in (init_h, init_c) if s is not None]
     srcs = [inp] + refs + states
     h = m.hidden_size
@@ -104,8 +105,6 @@ def _block_lstm(ctx, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c
             f"wcf=tf.zeros([{h}], x.dtype), wco=tf.zeros([{h}], x.dtype), b={bias}, cell_clip=-1.0, "
             f"use_peephole=False)))({x})")
     two = ctx.dims.static(2, f"{ctx.op_name}{tag}_hc")
-    from ..context import tf_dtype
-
     locs = {"t": t_dim, "b": b_dim, "f": f_dim}
     if init_h is not None:
         locs["hs"] = init_h.dims[1]
@@ -113,12 +112,12 @@ def _block_lstm(ctx, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c
         locs["cs"] = init_c.dims[1]
     both = ctx.layer({"class": "eval", "from": srcs, "eval": expr, "eval_locals": locs,
                       "out_type": {"dim_tags": [two, t_dim, b_dim, hh_dim], "dtype": tf_dtype(inp.dtype)}},
-                     [two, t_dim, b_dim, hh_dim], helper=f"lstm{tag}")
-    seq, c_seq = (ctx.layer({"class": "gather", "from": both, "axis": two, "position": k}, [t_dim, b_dim, hh_dim],
-                            helper=f"{nm}{tag}") for k, nm in enumerate(("seq", "cseq")))
-    h_n, c_n = _last_frames(ctx, [seq, c_seq], t_dim, b_dim, tag)
+                     [two, t_dim, b_dim, hh_dim])
+    seq, c_seq = (ctx.layer({"class": "gather", "from": both, "axis": two, "position": k}, [t_dim, b_dim, hh_dim])
+                  for k in range(2))
+    h_n, c_n = _last_frames(ctx, [seq, c_seq], t_dim, b_dim)
     if direction == -1:
-        seq = reverse_sequences(ctx, seq, t_dim, b_dim, f"rev{tag}")
+        seq = reverse_sequences(ctx, seq, t_dim, b_dim)
     return seq, h_n, c_n
 
 
@@ -134,19 +133,17 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
     n = _N_GATES[kind]
     hc_dim = ctx.dims.static(m.hidden_size, f"{ctx.op_name}{tag}_cell")
     n_dim = ctx.dims.static(n, f"{ctx.op_name}{tag}_gates")
-    from .linear import dot
-
     w_ih = ctx.rename(w_ih, {w_ih.dims[0]: g_dim})
     xp = dot(ctx, inp, w_ih, [], [(inp.dims.index(f_dim), 1)],
-             [("a", inp.dims.index(b_dim)), ("a", inp.dims.index(t_dim)), ("b", 0)], helper=f"x{tag}")
+             [("a", inp.dims.index(b_dim)), ("a", inp.dims.index(t_dim)), ("b", 0)])
     # both biases go into the input projection, except GRU's b_hh (scaled by the reset gate in the loop)
     biases = [b for b in ((b_ih, b_hh) if kind != "GRU" else (b_ih,)) if b is not None]
     if biases:
         bs = [ctx.rename(b, {b.dims[0]: g_dim}) for b in biases]
-        xp = ctx.eval(" + ".join(f"source({i})" for i in range(len(bs) + 1)), [xp] + bs, xp.dims, helper=f"xb{tag}")
+        xp = ctx.eval(" + ".join(f"source({i})" for i in range(len(bs) + 1)), [xp] + bs, xp.dims)
     b_hh = ctx.rename(b_hh, {b_hh.dims[0]: g_dim}) if kind == "GRU" and b_hh is not None else None
     if direction == -1:  # a subnetwork unit runs forward only: reverse each sequence around it
-        xp = reverse_sequences(ctx, xp, t_dim, b_dim, f"xrev{tag}")
+        xp = reverse_sequences(ctx, xp, t_dim, b_dim)
     if w_hr is not None:
         w_hr = ctx.rename(w_hr, {w_hr.dims[0]: hh_dim, w_hr.dims[1]: hc_dim})
     if init_h is not None:
@@ -154,29 +151,29 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
     if init_c is not None:
         init_c = ctx.rename(init_c, {init_c.dims[1]: hc_dim})
     unit = _unit(ctx, kind, act, w_hh, b_hh, w_hr, g_dim, hh_dim, hc_dim, n_dim, b_dim, init_h, init_c)
-    seq = ctx.layer({"class": "rec", "from": xp, "axis": t_dim, "unit": unit}, [t_dim, b_dim, hh_dim],
-                    helper=f"rec{tag}")
+    seq = ctx.layer({"class": "rec", "from": xp, "axis": t_dim, "unit": unit}, [t_dim, b_dim, hh_dim])
     seqs = [seq]
     if kind == "LSTM":
-        seqs.append(Ref(f"{seq.name}/c", (t_dim, b_dim, hc_dim), (seq.shape[0], seq.shape[1], m.hidden_size),
+        c_dims = (t_dim, b_dim, hc_dim)
+        seqs.append(Ref(seq.layer.sub("c", c_dims, seq.dtype), c_dims, (seq.shape[0], seq.shape[1], m.hidden_size),
                         seq.dtype))
-    finals = _last_frames(ctx, seqs, t_dim, b_dim, tag)
+    finals = _last_frames(ctx, seqs, t_dim, b_dim)
     h_n, c_n = finals[0], (finals[1] if kind == "LSTM" else None)
     if direction == -1:
-        seq = reverse_sequences(ctx, seq, t_dim, b_dim, f"rev{tag}")
+        seq = reverse_sequences(ctx, seq, t_dim, b_dim)
     return seq, h_n, c_n
 
 
-def _last_frames(ctx, seqs, t_dim, b_dim, tag) -> list:
+def _last_frames(ctx, seqs, t_dim, b_dim) -> list:
     """Each sequence's own last frame of each (T, B, H) ref: the final states (of the reversed run
     for the backward direction)."""
     length = ctx.size_ref(t_dim, [b_dim])
-    pos = ctx.eval("source(0) - 1", [length], [b_dim], dtype=torch.int32, helper=f"last{tag}")
-    return [ctx.layer({"class": "gather", "from": s, "axis": t_dim, "position": pos}, [b_dim, s.dims[2]],
-                      helper=f"{nm}{tag}") for s, nm in zip(seqs, ("h_n", "c_n"))]
+    pos = ctx.eval("source(0) - 1", [length], [b_dim], dtype=torch.int32)
+    return [ctx.layer({"class": "gather", "from": s, "axis": t_dim, "position": pos}, [b_dim, s.dims[2]])
+            for s in seqs]
 
 
-def _state_slices(ctx, state, count, b_dim, tag):
+def _state_slices(ctx, state, count, b_dim):
     """(L*D, B, H) initial state -> one [B, H] ref per layer and direction."""
     if state is None:
         return [None] * count
@@ -184,8 +181,8 @@ def _state_slices(ctx, state, count, b_dim, tag):
     if r.ndim != 3:
         raise NotImplementedError("initial states of an unbatched RNN")
     r = ctx.rename(r, {r.dims[1]: b_dim})
-    return [ctx.layer({"class": "gather", "from": r, "axis": r.dims[0], "position": k}, [b_dim, r.dims[2]],
-                      helper=f"{tag}{k}") for k in range(count)]
+    return [ctx.layer({"class": "gather", "from": r, "axis": r.dims[0], "position": k}, [b_dim, r.dims[2]])
+            for k in range(count)]
 
 
 @handles_module(nn.LSTM, nn.GRU, nn.RNN)
@@ -200,7 +197,7 @@ def rnn_module(ctx, m, args, kwargs, output):
         raise NotImplementedError(f"{kind} with dropout between layers in training mode")
     packed = isinstance(x, PackedSequence)
     if packed:
-        pr = x.data._rt_ref if isinstance(x.data, ReturnnTensor) else None
+        pr = ctx.ref(x.data) if isinstance(x.data, ReturnnTensor) and ctx.is_captured(x.data) else None
         if not isinstance(pr, PackedRef):
             raise NotImplementedError("PackedSequence not made by pack_padded_sequence of a captured tensor")
         inp, batch_first = pr.padded, pr.batch_first
@@ -215,8 +212,8 @@ def rnn_module(ctx, m, args, kwargs, output):
     n_dir = 2 if m.bidirectional else 1
     count = m.num_layers * n_dir
     h0, c0 = (hx if kind == "LSTM" else (hx, None)) if hx is not None else (None, None)
-    init_h = _state_slices(ctx, h0, count, b_dim, "h0_")
-    init_c = _state_slices(ctx, c0, count, b_dim, "c0_")
+    init_h = _state_slices(ctx, h0, count, b_dim)
+    init_c = _state_slices(ctx, c0, count, b_dim)
     finals_h, finals_c = [], []
     seq = inp
     for layer in range(m.num_layers):
@@ -230,26 +227,19 @@ def rnn_module(ctx, m, args, kwargs, output):
             outs.append(s)
             finals_h.append(h_n)
             finals_c.append(c_n)
-        if n_dir == 1:
-            seq = outs[0]
-        else:
-            from .shape import cat_refs
-
-            seq = cat_refs(ctx, outs, 2, helper=f"cat_l{layer}")
+        seq = outs[0] if n_dir == 1 else cat_refs(ctx, outs, 2)
         f_dim = seq.dims[2]
     order = [b_dim, t_dim, f_dim] if batch_first else [t_dim, b_dim, f_dim]
     seq = ctx.transpose_to(seq, order)
     if packed:
-        out_seq = PackedRef(seq.name, seq.dims, tuple(output[0].data.shape), seq.dtype, padded=seq,
+        out_seq = PackedRef(seq.layer, seq.dims, tuple(output[0].data.shape), seq.dtype, padded=seq,
                             batch_first=batch_first)
         out_seq = (out_seq, None, None, None)
     else:
-        out_seq = ctx.layer({"class": "copy", "from": seq}, seq.dims, dtype=seq.dtype, helper="output")
-    from .shape import stack_refs
-
-    h_n = stack_refs(ctx, finals_h, 0, helper="h_n")
+        out_seq = seq
+    h_n = stack_refs(ctx, finals_h, 0)
     if kind == "LSTM":
-        c_n = stack_refs(ctx, finals_c, 0, helper="c_n")
+        c_n = stack_refs(ctx, finals_c, 0)
         return out_seq, (h_n, c_n)
     return out_seq, h_n
 
@@ -260,21 +250,20 @@ def pack_padded(ctx, input, lengths, batch_first):
     r = ctx.ref(input)
     t_dim = r.dims[1] if batch_first else r.dims[0]
     _check_lengths(ctx, lengths, t_dim, r)
-    data = PackedRef(r.name, r.dims, tuple(ctx.out[0].shape), r.dtype, padded=Ref(r.name, r.dims, r.shape, r.dtype),
+    data = PackedRef(r.layer, r.dims, tuple(ctx.out[0].shape), r.dtype, padded=Ref(r.layer, r.dims, r.shape, r.dtype),
                      batch_first=batch_first)
     return data, None
 
 
 def _check_lengths(ctx, lengths, t_dim, r):
-    if isinstance(lengths, ReturnnTensor) and lengths._rt_capture is ctx.capture:
+    if isinstance(lengths, ReturnnTensor) and ctx.is_captured(lengths):
         # the network uses the dim's own lengths: the parity check proves they equal the given ones
         b_dim = next(d for d in r.dims if d.is_batch_dim())
         own = ctx.cast(ctx.size_ref(t_dim, [b_dim]), torch.int64)
-        if isinstance(lengths._rt_ref, UnsortedRef):  # torch holds them sorted (enforce_sorted=False)
-            own = ctx.eval("tf.sort(source(0), direction='DESCENDING')", [own], own.dims, dtype=torch.int64,
-                           helper="sorted_lengths")
+        if isinstance(ctx.ref(lengths), UnsortedRef):  # torch holds them sorted (enforce_sorted=False)
+            own = ctx.eval("tf.sort(source(0), direction='DESCENDING')", [own], own.dims, dtype=torch.int64)
         if lengths.dim() == 1:
-            ctx.capture._record(ctx.func, own, lengths.detach())
+            ctx.record(own, lengths.detach())
         return
     vals = torch.as_tensor(lengths).tolist()
     if not t_dim.is_dynamic() or any(int(v) != r.shape[r.dims.index(t_dim)] for v in vals):
@@ -286,22 +275,18 @@ def _check_lengths(ctx, lengths, t_dim, r):
 @handles(torch._VF._pad_packed_sequence)
 def pad_packed(ctx, data, batch_sizes, batch_first, padding_value, total_length):
     """The padded tensor (and lengths) of a PackedSequence made in the capture."""
-    pr = data._rt_ref if isinstance(data, ReturnnTensor) else None
+    pr = ctx.ref(data) if isinstance(data, ReturnnTensor) and ctx.is_captured(data) else None
     if not isinstance(pr, PackedRef):
         raise NotImplementedError("pad_packed_sequence of a PackedSequence not made in the capture")
     seq = pr.padded
     b_dim, t_dim = (seq.dims[0], seq.dims[1]) if pr.batch_first else (seq.dims[1], seq.dims[0])
     order = [b_dim, t_dim, seq.dims[2]] if batch_first else [t_dim, b_dim, seq.dims[2]]
     seq = ctx.transpose_to(seq, order)
-    if padding_value:
-        seq = ctx.layer({"class": "seq_len_mask", "from": seq, "axis": t_dim, "mask_value": float(padding_value)},
-                        seq.dims, helper="padded")
-    else:
-        seq = ctx.layer({"class": "seq_len_mask", "from": seq, "axis": t_dim, "mask_value": 0.0}, seq.dims,
-                        helper="padded")
+    seq = ctx.layer({"class": "seq_len_mask", "from": seq, "axis": t_dim, "mask_value": float(padding_value or 0.0)},
+                    seq.dims)
     lengths = ctx.cast(ctx.size_ref(t_dim, [b_dim]), torch.int64)
-    return UnsortedRef(seq.name, seq.dims, seq.shape, seq.dtype), \
-        UnsortedRef(lengths.name, lengths.dims, lengths.shape, lengths.dtype)
+    return UnsortedRef(seq.layer, seq.dims, seq.shape, seq.dtype), \
+        UnsortedRef(lengths.layer, lengths.dims, lengths.shape, lengths.dtype)
 
 
 @handles(torch.sort, torch.Tensor.sort)
@@ -311,24 +296,10 @@ def sort(ctx, x, dim=-1, descending=False, stable=False, *, out=None):
     r = ctx.ref(x)
     if r.ndim != 1 or not r.dims[0].is_batch_dim():
         raise NotImplementedError("torch.sort other than of per-sequence values over the batch axis")
-    return UnsortedRef(r.name, r.dims, r.shape, r.dtype), None
-
-
-def batch_permutation(ctx, x, ax, index):
-    """index_select over the batch axis with a plain permutation: the length sort/unsort of packing."""
-    r = ctx.ref(x)
-    if not (r.dims[ax].is_batch_dim() and isinstance(index, torch.Tensor) and not isinstance(index, ReturnnTensor)):
-        return None
-    if sorted(index.tolist()) != list(range(r.shape[ax])):
-        return None
-    if isinstance(r, UnsortedRef):  # un-sorting: back to the order the network has anyway
-        return Ref(r.name, r.dims, r.shape, r.dtype)
-    return UnsortedRef(r.name, r.dims, r.shape, r.dtype)
+    return UnsortedRef(r.layer, r.dims, r.shape, r.dtype), None
 
 
 def _cell(ctx, kind, x, hx, w_ih, w_hh, b_ih, b_hh):
-    from .linear import dot
-
     xr = ctx.ref(x)
     if xr.ndim != 2:
         raise NotImplementedError(f"unbatched {kind} cell")
@@ -338,8 +309,8 @@ def _cell(ctx, kind, x, hx, w_ih, w_hh, b_ih, b_hh):
     hr = ctx.ref(h)
     hr = ctx.rename(hr, {hr.dims[0]: b_dim, hr.dims[1]: wh.dims[1]})
     wi = ctx.rename(wi, {wi.dims[0]: wh.dims[0]})
-    xp = dot(ctx, xr, wi, [], [(1, 1)], [("a", 0), ("b", 0)], helper="x")
-    hp = dot(ctx, hr, wh, [], [(1, 1)], [("a", 0), ("b", 0)], helper="h")
+    xp = dot(ctx, xr, wi, [], [(1, 1)], [("a", 0), ("b", 0)])
+    hp = dot(ctx, hr, wh, [], [(1, 1)], [("a", 0), ("b", 0)])
     srcs = [xp, hp] + [ctx.rename(ctx.ref(b), {ctx.ref(b).dims[0]: wh.dims[0]}) for b in (b_ih, b_hh) if b is not None]
     return xp, hp, srcs, b_dim, wh, hr, c
 
@@ -351,16 +322,15 @@ def lstm_cell(ctx, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
     xp, hp, srcs, b_dim, wh, hr, c = _cell(ctx, "lstm", x, hx, w_ih, w_hh, b_ih, b_hh)
     g_dim, h_dim = wh.dims
     four = ctx.dims.static(4, f"{ctx.op_name}_gates")
-    gates = ctx.eval(" + ".join(f"source({i})" for i in range(len(srcs))), srcs, [b_dim, g_dim], helper="g")
-    gs = ctx.layer({"class": "split_dims", "from": gates, "axis": g_dim, "dims": [four, h_dim]},
-                   [b_dim, four, h_dim], helper="gs")
-    i, f, g, o = (ctx.layer({"class": "gather", "from": gs, "axis": four, "position": k}, [b_dim, h_dim],
-                            helper=nm) for k, nm in enumerate("ifgo"))
+    gates = ctx.eval(" + ".join(f"source({i})" for i in range(len(srcs))), srcs, [b_dim, g_dim])
+    gs = ctx.layer({"class": "split_dims", "from": gates, "axis": g_dim, "dims": [four, h_dim]}, [b_dim, four, h_dim])
+    i, f, g, o = (ctx.layer({"class": "gather", "from": gs, "axis": four, "position": k}, [b_dim, h_dim])
+                  for k in range(4))
     cr = ctx.ref(c)
     cr = ctx.rename(cr, {cr.dims[0]: b_dim, cr.dims[1]: h_dim})
     c_new = ctx.eval("tf.sigmoid(source(0)) * source(1) + tf.sigmoid(source(2)) * tf.tanh(source(3))",
-                     [f, cr, i, g], [b_dim, h_dim], helper="c")
-    h_new = ctx.eval("tf.sigmoid(source(0)) * tf.tanh(source(1))", [o, c_new], [b_dim, h_dim], helper="h_new")
+                     [f, cr, i, g], [b_dim, h_dim])
+    h_new = ctx.eval("tf.sigmoid(source(0)) * tf.tanh(source(1))", [o, c_new], [b_dim, h_dim])
     return h_new, c_new
 
 
@@ -372,17 +342,17 @@ def gru_cell(ctx, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
     g_dim, h_dim = wh.dims
     if b_ih is not None:
         bi = ctx.ref(b_ih)
-        xp = ctx.eval("source(0) + source(1)", [xp, ctx.rename(bi, {bi.dims[0]: g_dim})], xp.dims, helper="xb")
+        xp = ctx.eval("source(0) + source(1)", [xp, ctx.rename(bi, {bi.dims[0]: g_dim})], xp.dims)
     if b_hh is not None:
         bh = ctx.ref(b_hh)
-        hp = ctx.eval("source(0) + source(1)", [hp, ctx.rename(bh, {bh.dims[0]: g_dim})], hp.dims, helper="hb")
+        hp = ctx.eval("source(0) + source(1)", [hp, ctx.rename(bh, {bh.dims[0]: g_dim})], hp.dims)
     three = ctx.dims.static(3, f"{ctx.op_name}_gates")
     parts = []
-    for src, nm in ((xp, "x"), (hp, "h")):
+    for src in (xp, hp):
         s = ctx.layer({"class": "split_dims", "from": src, "axis": g_dim, "dims": [three, h_dim]},
-                      [b_dim, three, h_dim], helper=f"{nm}s")
-        parts.append([ctx.layer({"class": "gather", "from": s, "axis": three, "position": k}, [b_dim, h_dim],
-                                helper=f"{nm}{k}") for k in range(3)])
+                      [b_dim, three, h_dim])
+        parts.append([ctx.layer({"class": "gather", "from": s, "axis": three, "position": k}, [b_dim, h_dim])
+                      for k in range(3)])
     (xr_, xz, xn), (hr_, hz, hn) = parts
     return ctx.eval("(lambda r, z, n: (1.0 - z) * n + z * source(6))(tf.sigmoid(source(0) + source(1)), "
                     "tf.sigmoid(source(2) + source(3)), tf.tanh(source(4) + tf.sigmoid(source(0) + source(1)) "
@@ -399,7 +369,7 @@ def _rnn_cell(act):
 
 def _rnn_out(ctx, act, srcs, b_dim, wh):
     y = ctx.eval(f"tf.nn.{act}(" + " + ".join(f"source({i})" for i in range(len(srcs))) + ")", srcs,
-                 [b_dim, wh.dims[0]], helper="act")
+                 [b_dim, wh.dims[0]])
     return ctx.rename(y, {wh.dims[0]: wh.dims[1]}) if wh.dims[0] is not wh.dims[1] else y
 
 

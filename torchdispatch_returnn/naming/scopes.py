@@ -1,4 +1,4 @@
-"""Unique, RETURNN-safe layer names from module paths and op names."""
+"""Unique, RETURNN-safe layer names from module paths and op names, and the module-path stack."""
 
 from __future__ import annotations
 
@@ -7,6 +7,19 @@ import re
 import torch
 
 _RESERVED = {"data", "output"}
+
+#: name suffix of an intermediate layer of an op, by layer class (default: the class itself)
+_ROLES = {
+    "reinterpret_data": "rename", "expand_dims": "unsqueeze", "length": "len", "range_in_axis": "range",
+    "seq_len_mask": "masked", "split_dims": "split", "merge_dims": "merge", "constant": "const",
+    "softmax_over_spatial": "softmax", "transposed_conv": "full", "variable": "var",
+}
+
+
+def role_of(desc: dict) -> str:
+    """The name suffix of an intermediate layer (``linear_dot``, ``add_rename``)."""
+    cls = desc.get("class", "layer")
+    return _ROLES.get(cls, cls)
 
 
 def _clean(name: str) -> str:
@@ -38,14 +51,22 @@ class Namer:
 
     def __init__(self) -> None:
         self._taken: set[str] = set(_RESERVED)
+        self._claimed: set[str] = set()  # reserved names given out
         self._counters: dict[str, int] = {}
 
     def reserve(self, name: str) -> str:
-        """Take exactly ``name`` (e.g. an extern data key); error if it is taken."""
-        if name in self._taken and name not in _RESERVED:
+        """Take exactly ``name`` (e.g. an extern data key or ``output``); error if it is taken."""
+        if name in self._taken and not (name in _RESERVED and name not in self._claimed):
             raise ValueError(f"layer name {name!r} already taken")
         self._taken.add(name)
+        self._claimed.add(name)
         return name
+
+    def claim(self, name: str) -> str:
+        """``name`` itself if it is free (or a reserved name not yet claimed), else a unique variant."""
+        if name not in self._taken or name in _RESERVED and name not in self._claimed:
+            return self.reserve(name)
+        return self.unique(name)
 
     def unique(self, base: str) -> str:
         """``base`` if free, else ``base_1``, ``base_2``, ..."""
@@ -65,3 +86,45 @@ class Namer:
     @staticmethod
     def join(scope: str, name: str) -> str:
         return f"{scope}.{name}" if scope else name
+
+
+class ModuleScopes:
+    """The stack of module paths of the running module calls, and the ``state_dict`` keys of the
+    modules' parameters and buffers (by tensor identity)."""
+
+    def __init__(self) -> None:
+        self._stack: list[str] = []
+        self._paths: dict[int, str] = {}  # id(module) -> attribute path
+        self.param_names: dict[int, str] = {}  # id(parameter or buffer) -> state_dict key
+
+    def add_root(self, module: torch.nn.Module) -> None:
+        """Learn the paths and parameter names of an outermost module (first one wins)."""
+        for n, m in module.named_modules(remove_duplicate=False):
+            self._paths.setdefault(id(m), n)
+        for n, p in module.named_parameters(remove_duplicate=False):
+            self.param_names.setdefault(id(p), n)
+        for n, b in module.named_buffers(remove_duplicate=False):
+            self.param_names.setdefault(id(b), n)
+
+    def push(self, module: torch.nn.Module) -> str:
+        """Enter a module call; returns its path."""
+        path = self._paths.get(id(module))
+        if path is None:  # a module created inside forward
+            path = Namer.join(self.current, type(module).__name__.lower())
+        self._stack.append(path)
+        return path
+
+    def pop(self) -> str | None:
+        return self._stack.pop() if self._stack else None
+
+    def clear(self) -> None:
+        self._stack.clear()
+
+    @property
+    def current(self) -> str:
+        """The path of the innermost running module ("" for the outermost one)."""
+        return self._stack[-1] if self._stack else ""
+
+    @property
+    def depth(self) -> int:
+        return len(self._stack)

@@ -1,0 +1,262 @@
+"""The single place that names, constructs, checks and casts the layers of a capture.
+
+Handlers ask for layers through ``ctx`` (:mod:`.context`); each becomes a pending :class:`Layer`.
+When the op is done, the builder names the op's new layers: the op's result gets the op name
+(``layers.0.linear``), the others their role (``layers.0.linear_dot``). Layers are constructed in the
+live ``TFNetwork`` in creation order by :meth:`Builder.flush` (at the end of the capture, or at once
+for a layer that makes a new batch dim), where RETURNN's dims are checked against the handler's
+and a layer of another dtype gets a ``cast``. Parameters and buffers are ``variable`` layers named
+by their ``state_dict`` key; plain tensors become constants.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._backend import Config, Dim, Tensor, TFNetwork, quiet, tf_dtype
+from .dims import DimRegistry
+from .errors import CaptureError, LayerBuildError, OpSite, error_summary
+from .naming import Namer, role_of
+from .tensor import NEW_BATCH, Layer, Ref, ReturnnTensor, plain
+
+logger = logging.getLogger(__name__)
+
+#: numel up to which a plain tensor becomes a ``constant`` layer; larger ones are variables
+CONST_MAX_NUMEL = 64
+
+
+@dataclass(frozen=True)
+class Base:
+    """A reference from inside a rec unit / subnetwork to a layer of the outer network (``base:x``)."""
+
+    ref: Any
+
+
+class Builder:
+    """Layers, parameters and constants of one capture's ``TFNetwork``."""
+
+    def __init__(self, graph: Any, dims: DimRegistry, param_names: dict[int, str], train: bool):
+        self.graph = graph
+        self.dims = dims
+        self.namer = Namer()
+        self.param_names = param_names  # id(parameter/buffer) -> state_dict key (shared with the scopes)
+        self.train = train
+        self.network: TFNetwork | None = None
+        self.param_map: dict[str, dict] = {}
+        self.var_values: list[tuple[Layer, np.ndarray]] = []  # variable layer -> value to load
+        self.layers: list[Layer] = []  # every layer, in creation order
+        self._built = 0  # layers[:_built] are constructed (or need no construction)
+        self._op_start = 0  # layers[_op_start:] belong to the running op
+        self._op_base = "op"
+        self._tensor_refs: dict[int, tuple[torch.Tensor, Ref]] = {}
+        self.input_layers: list[Layer] = []  # extern data layers, in order
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def define_input(self, key: str, opts: dict) -> Layer:
+        """Extern data ``key`` (the network is created with the first one); returns its layer."""
+        with self.graph.as_default():
+            if self.network is None:
+                self.network = TFNetwork(config=Config({"extern_data": {key: opts}}), train_flag=self.train,
+                                         name="root")
+            else:
+                self.network.extern_data.register_data(Tensor(name=key, auto_create_placeholders=True, **opts))
+        name = self.namer.reserve("data" if key == "data" else f"data:{key}")
+        layer = Layer(None, tuple(opts["dim_tags"]), torch.float32, name=name, built=True)
+        self.dims.note_layer(layer, layer.dims)
+        self.input_layers.append(layer)
+        return layer
+
+    @property
+    def first_input(self) -> Layer | None:
+        """The first extern data layer (``data``), e.g. to read the batch size from."""
+        return self.input_layers[0] if self.input_layers else None
+
+    # -- layers -----------------------------------------------------------------------------------
+    def add(self, desc: dict, dims, dtype: torch.dtype, *, site: OpSite | None, scope: str,
+            shape: tuple | None = None, name: str | None = None) -> Ref:
+        """A new layer with ``dims`` (torch order) and torch ``dtype``; named now if ``name`` is given
+        (exactly that name), else when its op ends. ``dims`` may hold ``NEW_BATCH`` for a batch dim
+        the layer creates (``shape`` gives the sizes); such a layer is constructed at once."""
+        if self.network is None:
+            raise CaptureError("no network input yet: call a module with its input tensors, or net.input()")
+        dims = tuple(dims)
+        layer = Layer(desc, dims, dtype, site=site, role=role_of(desc), scope=scope, shape=shape)
+        if name is not None:
+            layer.name = self.namer.claim(name)
+        self.layers.append(layer)
+        self.dims.note_layer(layer, dims)
+        if any(x is NEW_BATCH for x in dims):
+            self.flush()
+            dims = layer.dims
+        sizes = tuple(self.dims.size(x) for x in dims)
+        return Ref(layer, dims, sizes, dtype)
+
+    def begin_op(self, base: str) -> None:
+        """Layers added from now on belong to an op whose layers are named ``<scope>.<base>...``."""
+        self._name_pending()
+        self._op_start = len(self.layers)
+        self._op_base = base
+
+    def end_op(self, results: list[Layer]) -> None:
+        """Name the op's new layers: ``results`` get the op name, the others their role."""
+        for layer in self.layers[self._op_start:]:
+            if any(layer is r for r in results):
+                layer.role = None
+        self._name_pending()
+        self._op_start = len(self.layers)
+
+    def _name_pending(self) -> None:
+        for layer in self.layers[self._op_start:]:
+            if layer.name is None:
+                base = self._op_base if layer.role is None else f"{self._op_base}_{layer.role}"
+                layer.name = self.namer.unique(Namer.join(layer.scope, base))
+
+    def flush(self) -> None:
+        """Construct every pending layer in the live network, in creation order."""
+        self._name_pending()
+        while self._built < len(self.layers):
+            layer = self.layers[self._built]
+            self._built += 1
+            if not layer.built and not layer.unsupported:
+                self._construct(layer)
+
+    def _construct(self, layer: Layer) -> None:
+        name, d = layer.name, to_names(layer.desc)
+        net = self.network
+        net.layers_desc[name] = d
+        try:
+            with self.graph.as_default():
+                for x in layer.dims:
+                    if isinstance(x, Dim) and x.is_dynamic() and not x.is_batch_dim() and (
+                            x.dyn_size_ext is None or x.dyn_size_ext.raw_tensor is None):
+                        x.complete_dyn_size()
+                with quiet():
+                    rl = net.construct_layer(net.layers_desc, name)
+        except Exception as e:
+            del net.layers_desc[name]
+            raise LayerBuildError(f"RETURNN could not build layer {name!r} {d!r}: {error_summary(e)}"
+                                  ).at(layer.site) from e
+        layer.built = True
+        out_dims = rl.output.dims
+        if any(x is NEW_BATCH for x in layer.dims):  # a layer that makes its own batch dim (flatten_batch)
+            new_b = next(x for x in out_dims if x.is_batch_dim())
+            layer.dims = tuple(new_b if x is NEW_BATCH else x for x in layer.dims)
+            self.dims.set_size(new_b, int(np.prod([s for x, s in zip(layer.dims, layer.shape or ())
+                                                   if x is new_b] or [0])))
+        if len(out_dims) != len(layer.dims) or any(_count(out_dims, x) != _count(layer.dims, x) for x in layer.dims):
+            raise LayerBuildError(f"layer {name!r} ({d.get('class')}) has dims {out_dims}, expected "
+                                  f"{list(layer.dims)}").at(layer.site)
+        if rl.output.dtype != tf_dtype(layer.dtype):
+            cast = Layer({"class": "cast", "from": layer, "dtype": tf_dtype(layer.dtype)}, layer.dims, layer.dtype,
+                         site=layer.site, role="cast", scope=layer.scope)
+            cast.name = self.namer.unique(f"{name}_cast")
+            self._construct(cast)
+            layer.alias = cast
+
+    def add_outputs(self, outputs: list) -> None:
+        """The layers ``output``, ``output_1``, ... of ``(name, ref)``, axes in torch order."""
+        for name, ref in outputs:
+            d = {"class": "transpose", "from": ref, "perm": list(ref.dims)}
+            if name != "output":
+                d["is_output_layer"] = True
+            self.add(d, ref.dims, ref.dtype, site=None, scope="", name=name)
+
+    # -- parameters and constants --------------------------------------------------------------------
+    def is_param(self, t: torch.Tensor) -> bool:
+        """A parameter or buffer of a captured module, or a tensor that already has a layer."""
+        return id(t) in self.param_names or id(t) in self._tensor_refs
+
+    def tensor_ref(self, t: torch.Tensor, dims=None, prefer=None, scope: str = "") -> Ref:
+        """A parameter/buffer (variable named by its state_dict key) or plain tensor (constant).
+        ``prefer``: dims (or None) a new parameter variable takes where the sizes fit, so that the
+        first op using it needs no renames."""
+        cached = self._tensor_refs.get(id(t))
+        if cached is not None and cached[0] is t and (dims is None or tuple(dims) == cached[1].dims):
+            return cached[1]
+        key = self.param_names.get(id(t))
+        if key is None:
+            ref = self.constant(plain(t).detach().clone(), tuple(dims) if dims is not None else None, scope)
+        else:
+            ref = self._variable(key, plain(t).detach().clone(), isinstance(t, torch.nn.Parameter), prefer)
+            self.param_map[key] = {"tf_vars": [f"{_scope_of(key)}/{key.rsplit('.', 1)[-1]}"], "layer": ref.name,
+                                   "transform": "none (same layout as torch)"}
+        self._tensor_refs[id(t)] = (t, ref)
+        return ref
+
+    def _variable(self, key: str, value: torch.Tensor, trainable: bool, prefer=None) -> Ref:
+        dims = []
+        for i, s in enumerate(value.shape):
+            p = prefer[i] if prefer is not None and i < len(prefer) else None
+            ok = p is not None and p.is_static() and p.dimension == s and not any(p is d for d in dims)
+            dims.append(p if ok else self.dims.static(s, f"{key}:{i}"))
+        d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": trainable,
+             "name_scope": "/" + _scope_of(key), "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
+        ref = self.add(d, dims, value.dtype, site=None, scope="", name=key)
+        self.var_values.append((ref.layer, value.cpu().numpy()))
+        return ref
+
+    def constant(self, value: torch.Tensor, dims=None, scope: str = "") -> Ref:
+        """A plain tensor as a ``constant`` layer (small) or non-trainable ``variable`` (large)."""
+        if dims is None:
+            dims = tuple(self.dims.static(s, f"const{i}") for i, s in enumerate(value.shape))
+        name = Namer.join(scope, "const")
+        if value.numel() <= CONST_MAX_NUMEL and all(not x.is_dynamic() for x in dims):
+            arr = value.cpu().numpy()
+            d = {"class": "constant", "value": arr.item() if arr.ndim == 0 else arr, "shape": list(dims),
+                 "dtype": tf_dtype(value.dtype)}
+            return self.add(d, dims, value.dtype, site=None, scope=scope, name=self.namer.unique(name))
+        if any(x.is_dynamic() for x in dims):
+            raise CaptureError(f"a plain (non-parameter) tensor of shape {tuple(value.shape)} is combined along a "
+                               "dynamic axis; compute it from the input sizes instead (e.g. slice it with x.shape[1])")
+        d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": False, "param_name": "value",
+             "dtype": tf_dtype(value.dtype)}
+        ref = self.add(d, dims, value.dtype, site=None, scope=scope, name=self.namer.unique(name))
+        self.var_values.append((ref.layer, value.cpu().numpy()))
+        return ref
+
+    def load_weights(self, session: Any) -> None:
+        """Initialise the network's parameters and load the torch values into the variables."""
+        with self.graph.as_default():
+            self.network.initialize_params(session)
+            ops, feed = [], {}
+            for layer, value in self.var_values:
+                for var in self.network.get_layer(layer.path).params.values():
+                    ops.append(var.initializer)
+                    feed[var.initializer.inputs[1]] = value
+            if ops:
+                session.run(ops, feed_dict=feed)
+
+
+def to_names(obj: Any) -> Any:
+    """A net-dict value with layers (Ref, Layer, Base) replaced by their names."""
+    if isinstance(obj, Ref):
+        return obj.layer.path
+    if isinstance(obj, Layer):
+        return obj.path
+    if isinstance(obj, Base):
+        return "base:" + to_names(obj.ref)
+    if isinstance(obj, dict):
+        return {k: to_names(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_names(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(to_names(v) for v in obj)
+    return obj
+
+
+def captured_by(x: Any, dispatcher: Any) -> bool:
+    """``x`` is a tensor computed in the capture of ``dispatcher``."""
+    return isinstance(x, ReturnnTensor) and getattr(x, "_rt_capture", None) is dispatcher
+
+
+def _scope_of(key: str) -> str:
+    return key.rsplit(".", 1)[0] if "." in key else "params"
+
+
+def _count(dims, x) -> int:
+    return sum(1 for d in dims if d is x or d == x)

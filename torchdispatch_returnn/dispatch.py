@@ -1,0 +1,171 @@
+"""Op dispatch: every torch op on a captured tensor (``ReturnnTensor.__torch_function__``) and every
+factory or parameter op (:class:`FunctionMode`) runs for real in torch, then its handler converts it.
+
+This is where the error contract is enforced: whatever a handler raises leaves as a
+:class:`~.errors.CaptureError` naming the torch callable, the module path and the user's
+``file:line`` (a handler's ``NotImplementedError`` becomes an :class:`~.errors.UnsupportedOpError`
+with the handler's reason). Results are wrapped as ``ReturnnTensor``s bound to the handler's
+``Ref``s and recorded for the parity check; in-place ops rebind the tensor they modified.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from .builder import Builder, captured_by
+from .context import OpContext
+from .errors import CaptureError, HandlerError, OpSite, UnsupportedOpError, user_location
+from .handlers import meta
+from .handlers.registry import Handler, lookup, target_name
+from .naming import ModuleScopes, Namer, op_short_name
+from .parity import Recorder
+from .tensor import DimInt, PackedRef, Ref, ReturnnTensor, UnsortedRef, iter_args, plain, wrap
+
+logger = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Converts the ops of one capture; ``active`` only inside the ``with`` block."""
+
+    def __init__(self, builder: Builder, recorder: Recorder, scopes: ModuleScopes):
+        self.builder = builder
+        self.recorder = recorder
+        self.scopes = scopes
+        self.active = False
+        self.suspended = 0  # > 0 while a handler or leaf module runs: ops run in plain torch
+        self.ops_seen: set = set()  # torch callables dispatched to a handler
+
+    def site(self, func: Any) -> OpSite:
+        return OpSite(target_name(func), self.scopes.current, user_location())
+
+    # -- ops --------------------------------------------------------------------------------------
+    def dispatch(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """Run one torch op for real and mirror it with its handler's layers."""
+        if self.suspended:
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **kwargs)
+        dims = self.builder.dims
+        if func in meta.AS_INT and args and captured_by(args[0], self):
+            dim = dims.max_length_dim(args[0]._rt_ref.layer)
+            if dim is not None:  # lengths.max().item(): the dim's size
+                return DimInt(dims.size(dim), dim, dims)
+        if func in meta.PLAIN:
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **kwargs)
+        if func in meta.SHAPE and captured_by(args[0], self):
+            return meta.SHAPE[func](dims, args[0]._rt_ref, *args[1:], **kwargs)
+        h = lookup(func)
+        if h is None:
+            raise UnsupportedOpError("no handler for this torch callable",
+                                     hint="Add one with torchdispatch_returnn.register() (see docs/API.md)."
+                                     ).at(self.site(func))
+        self.ops_seen.add(func)
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **kwargs)
+        scope = self.scopes.current
+        return self._convert(h, func, self.site(func), scope, op_short_name(func), (*args,), kwargs, out, args)
+
+    def run_module(self, module: torch.nn.Module, path: str, args: tuple, kwargs: dict, output: Any) -> Any:
+        """A leaf module (its ops ran in plain torch): its handler converts the whole call; its
+        layers are named after the module path."""
+        cls = type(module)
+        h = lookup(cls)
+        self.ops_seen.add(cls)
+        site = OpSite(target_name(cls), path, user_location())
+        return self._convert(h, cls, site, "", path or cls.__name__.lower(), (module, args, kwargs, output), {},
+                             output, ())
+
+    def _convert(self, h: Handler, func: Any, site: OpSite, scope: str, base: str, call_args: tuple,
+                 call_kwargs: dict, out: Any, op_args: tuple) -> Any:
+        ctx = OpContext(self.builder, self.recorder, self, func, out, Namer.join(scope, base), site, scope)
+        self.builder.begin_op(base)
+        n_rec = len(self.recorder.records)
+        self.suspended += 1
+        try:
+            with self.builder.graph.as_default():
+                res = h.fn(ctx, *call_args, **call_kwargs)
+            results: list = []
+            result = self._wrap(func, out, res, op_args, site, results)
+        except CaptureError as e:
+            raise e.at(site) from e.__cause__
+        except NotImplementedError as e:
+            raise UnsupportedOpError(str(e) or "not supported by its handler").at(site) from e
+        except Exception as e:
+            raise HandlerError(f"the handler {h.fn.__module__}.{h.fn.__qualname__} failed: "
+                               f"{type(e).__name__}: {e}").at(site) from e
+        finally:
+            self.suspended -= 1
+        self.builder.end_op(results)
+        if ctx.notes:
+            self.recorder.add_note(n_rec, "; ".join(ctx.notes))
+        return result
+
+    def _wrap(self, func: Any, out: Any, res: Any, args: tuple, site: OpSite, results: list) -> Any:
+        if isinstance(out, torch.Tensor):
+            if res is None:  # a tensor the network does not need (e.g. PackedSequence.batch_sizes)
+                return out
+            if not isinstance(res, Ref):
+                raise HandlerError(f"the handler returned {res!r}, expected a Ref")
+            results.append(res.layer)
+            if isinstance(res, (PackedRef, UnsortedRef)):  # no layer of its own / torch's batch order differs
+                return wrap(out, res, self)
+            if tuple(res.shape) != tuple(out.shape):
+                raise HandlerError(f"the handler produced shape {res.shape}, torch {tuple(out.shape)}")
+            self.recorder.record(site, func, res, out)
+            if isinstance(out, ReturnnTensor) and any(out is a for a in args):
+                # in-place op: the same tensor object now stands for the new layer
+                out._rt_ref = res
+                out._rt_capture = self
+                return out
+            return wrap(out, res, self)
+        if isinstance(out, (tuple, list)) and isinstance(res, (tuple, list)):
+            items = [self._wrap(func, o, r, args, site, results) for o, r in zip(out, res)]
+            if hasattr(out, "_fields"):
+                return type(out)(*items)
+            try:
+                return type(out)(items)
+            except TypeError:
+                return tuple(items)
+        if out is None and isinstance(res, Ref) and args and isinstance(args[0], ReturnnTensor):
+            args[0]._rt_ref = res  # __setitem__ and friends
+            results.append(res.layer)
+            self.recorder.record(site, func, res, args[0])
+            return None
+        return out
+
+
+class FunctionMode(TorchFunctionMode):
+    """Routes the ops without a captured tensor argument that still belong to the network:
+    factories with dynamic sizes (``torch.arange(x.shape[1])``), ops on parameters or buffers
+    (``self.pe[:x.size(1)]``), and factories reading a captured 0-d tensor (``arange(lengths.max())``)."""
+
+    def __init__(self, dispatcher: Dispatcher):
+        super().__init__()
+        self.dispatcher = dispatcher
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        d = self.dispatcher
+        if d.active and not d.suspended and d.builder.network is not None:
+            flat = list(iter_args(args, kwargs))
+            h = lookup(func)
+            if h is not None and h.factory and any(isinstance(t, ReturnnTensor) for t in flat):
+                return d.dispatch(func, args, kwargs)
+            if h is not None and not any(isinstance(t, ReturnnTensor) for t in flat) and not _is_inplace(func) and any(
+                    isinstance(t, DimInt) and t.owner is d.builder.dims
+                    or isinstance(t, torch.Tensor) and d.builder.is_param(t) for t in flat):
+                return d.dispatch(func, args, kwargs)
+        return func(*args, **kwargs)
+
+
+def _is_inplace(func) -> bool:
+    """In-place ops on parameters/buffers (running-stat updates) stay plain torch."""
+    name = getattr(func, "__name__", "")
+    return name.endswith("_") and not name.endswith("__") or name.startswith("__i")
+
+
+__all__ = ["Dispatcher", "FunctionMode", "plain"]

@@ -1,0 +1,330 @@
+"""Builders shared by the handler families: elementwise eval, positions, slices, cat/stack,
+per-sequence reverse, reductions, ``dot``/matmul, additive/boolean masks, batch permutations.
+
+Each takes ``ctx`` and :class:`Ref`s and returns a ``Ref``; like handlers, they never name layers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .._backend import Dim, tf_dtype
+from ..tensor import DimInt, Ref, ReturnnTensor, UnsortedRef
+
+T = torch.Tensor
+
+
+# -- arguments ------------------------------------------------------------------------------------
+def sizes_arg(args: Sequence[Any]) -> list:
+    """Sizes given as varargs or as one sequence (``view(2, 3)`` / ``view((2, 3))``)."""
+    if len(args) == 1 and isinstance(args[0], (list, tuple, torch.Size)):
+        return list(args[0])
+    return list(args)
+
+
+def ntuple(v: Any, n: int) -> tuple:
+    """``v`` repeated ``n`` times, unless it is already a sequence (conv/pool arguments)."""
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
+
+
+def lit(v: Any) -> str:
+    """A Python number as source text for an eval expression."""
+    if isinstance(v, DimInt) and v.dim.dimension is None:
+        raise NotImplementedError("a dynamic size used as a constant here would freeze the traced length")
+    if isinstance(v, bool):
+        return repr(v)
+    if isinstance(v, int):
+        return repr(int(v))
+    v = float(v)
+    if math.isinf(v):
+        return "float('inf')" if v > 0 else "float('-inf')"
+    if math.isnan(v):
+        return "float('nan')"
+    return repr(v)
+
+
+# -- elementwise ----------------------------------------------------------------------------------
+def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
+    """Broadcast ``xs`` (tensors cast to ``dtype``, default the result dtype; the inputs at
+    positions ``conditions`` to bool) and build one eval layer computing ``fmt`` with ``{0}``,
+    ``{1}``, ... standing for the inputs. A dynamic size (DimInt) is each sequence's length."""
+    dtype = dtype or ctx.out.dtype
+    sizes = {i: x for i, x in enumerate(xs) if isinstance(x, DimInt) and x.dim.dimension is None}
+    xs = [1 if i in sizes else x for i, x in enumerate(xs)]
+    items, dims = ctx.broadcast(*xs, dtype=[torch.bool if i in conditions else dtype for i in range(len(xs))])
+    for i, size in sizes.items():  # a dynamic size used as a number: the per-sequence length
+        items[i] = ctx.cast(ctx.size_ref(size.dim, dims), dtype)
+    refs, args = [], []
+    for it in items:
+        if isinstance(it, Ref):
+            args.append(f"source({len(refs)})")
+            refs.append(it)
+        else:
+            args.append(f"tf.cast({lit(it)}, {tf_dtype(dtype)!r})")
+    if not refs:
+        raise NotImplementedError("elementwise op without a captured tensor")
+    return ctx.eval(fmt.format(*args), refs, dims, dtype=out_dtype or ctx.out.dtype)
+
+
+# -- positions, slices, gather --------------------------------------------------------------------
+def range_ref(ctx, dim: Dim) -> Ref:
+    """int64 positions 0..len-1 along ``dim`` (follows the sequence lengths for a dynamic dim)."""
+    if not dim.is_dynamic():
+        return ctx.layer({"class": "range", "limit": dim.dimension, "out_spatial_dim": dim, "dtype": "int64"}, [dim],
+                         dtype=torch.int64)
+    src = ctx.dims.layer_of(dim)
+    if src is None:
+        raise NotImplementedError(f"no layer with dim {dim} to take a range from")
+    return ctx.layer({"class": "range_in_axis", "from": src, "axis": dim, "dtype": "int64"}, [dim], dtype=torch.int64)
+
+
+def gather_ref(ctx, r: Ref, ax: int, position: Any, pos_dims: Sequence[Dim], **opts) -> Ref:
+    """Entries of ``r`` along axis ``ax`` at ``position`` (int or int Ref with dims ``pos_dims``)."""
+    dims = list(r.dims[:ax]) + list(pos_dims) + list(r.dims[ax + 1:])
+    return ctx.layer({"class": "gather", "from": r, "axis": r.dims[ax], "position": position, **opts}, dims,
+                     dtype=r.dtype)
+
+
+def slice_ref(ctx, r: Ref, ax: int, start: Any, end: Any, step: int = 1) -> Ref:
+    """Static-bounds slice of axis ``ax`` (dims derived for dynamic axes)."""
+    d = r.dims[ax]
+    size = r.shape[ax]
+    s, e, st = slice(start, end, step).indices(size)
+    n = len(range(s, e, st))
+    if s == 0 and e == size and st == 1:
+        return r
+    if not d.is_dynamic():
+        out_dim = ctx.dims.static(n, f"{ctx.op_name}_dim")
+        start, end = s, (e if e < size or st != 1 else None)
+    else:
+        if step != 1 and not (isinstance(end, int) or end is None):
+            raise NotImplementedError("strided slice of a dynamic axis with a dynamic end")
+        out_dim = _dyn_slice_dim(ctx, d, start, end, step)
+    dims = list(r.dims)
+    dims[ax] = out_dim
+    opts = {"class": "slice", "from": r, "axis": d, "slice_start": start if start else None, "slice_end": end,
+            "out_dim": out_dim}
+    if step != 1:
+        opts["slice_step"] = step
+    return ctx.layer(opts, dims, dtype=r.dtype)
+
+
+def _dyn_slice_dim(ctx, d: Dim, start, end, step) -> Dim:
+    reg = ctx.dims
+    start = start or 0
+    if start < 0 or (end is not None and end >= 0):
+        raise NotImplementedError("slice of a dynamic axis with a negative start or a non-negative end "
+                                  "(the result would not follow the sequence length)")
+    out = d
+    if end is not None and end < 0:
+        out = reg.derive("sub", out, -end)
+    if start:
+        out = reg.derive("sub_left", out, start)
+    if step != 1:
+        out = reg.derive("ceildiv", out, step)
+    return out
+
+
+# -- cat / stack / reverse --------------------------------------------------------------------------
+def cat_refs(ctx, refs: Sequence[Ref], ax: int) -> Ref:
+    """Concatenate along axis ``ax`` (other axes renamed to the first's; ragged-safe along a
+    dynamic axis: each sequence's parts follow each other without padding in between)."""
+    first = refs[0]
+    refs = [first] + [ctx.rename(r, {d: t for i, (d, t) in enumerate(zip(r.dims, first.dims)) if i != ax})
+                      for r in refs[1:]]
+    out_dim = refs[0].dims[ax]
+    for r in refs[1:]:
+        out_dim = ctx.dims.derive("add", out_dim, r.dims[ax])
+    if isinstance(out_dim, int):
+        out_dim = ctx.dims.static(out_dim, f"{ctx.op_name}_dim")
+    elif any(r.dims[ax].is_dynamic() for r in refs[:-1]):
+        return _ragged_cat(ctx, refs, ax)
+    dims = list(first.dims)
+    dims[ax] = out_dim
+    return ctx.layer({"class": "concat", "from": [(r, r.dims[ax]) for r in refs], "out_dim": out_dim}, dims,
+                     dtype=first.dtype)
+
+
+def stack_refs(ctx, refs: Sequence[Ref], ax: int) -> Ref:
+    """Stack refs along a new axis ``ax``."""
+    if len(refs) == 1:
+        return ctx.unsqueeze(refs[0], ax)
+    return cat_refs(ctx, [ctx.unsqueeze(r, ax) for r in refs], ax)
+
+
+def _ragged_cat(ctx, refs: Sequence[Ref], ax: int) -> Ref:
+    """cat along a dynamic axis, per sequence: [a(len_a), b(len_b)] with no padding in between.
+    A plain concat leaves a's padding in the middle; a per-sequence gather closes the gap."""
+    a, b = refs[0], refs[1]
+    da, db = a.dims[ax], b.dims[ax]
+    tt = ctx.dims.derive("add", da, db)
+    dims = list(a.dims)
+    dims[ax] = tt
+    naive = ctx.layer({"class": "concat", "from": [(a, da), (b, db)], "out_dim": tt}, dims, dtype=a.dtype)
+    pos = range_ref(ctx, tt)
+    la, lb = ctx.size_ref(da, dims), ctx.size_ref(db, dims)
+    batch = [d for d in dims if d.is_batch_dim()]
+    ma = ctx.layer({"class": "reduce", "from": la, "mode": "max", "axes": batch}, [], dtype=torch.int32)
+    idx = ctx.eval("(lambda t, l1, m1, l2: tf.where(t < l1, t, tf.where(t < l1 + l2, t - l1 + m1, 0)))("
+                   "tf.cast(source(0), tf.int64), tf.cast(source(1), tf.int64), tf.cast(source(2), tf.int64), "
+                   "tf.cast(source(3), tf.int64))", [pos, la, ma, lb], list(la.dims) + [tt], dtype=torch.int64)
+    out = ctx.layer({"class": "gather", "from": naive, "axis": tt, "position": idx}, dims, dtype=a.dtype)
+    return _ragged_cat(ctx, [out] + list(refs[2:]), ax) if len(refs) > 2 else out
+
+
+def reverse_sequences(ctx, r: Ref, t_dim: Dim, b_dim: Dim) -> Ref:
+    """Each sequence of ``r`` reversed along ``t_dim`` within its own length (padding stays at the end)."""
+    length = ctx.size_ref(t_dim, [b_dim])
+    return ctx.eval("tf.reverse_sequence(source(0), tf.cast(source(1, auto_convert=False), tf.int64), "
+                    "seq_axis={axis}, batch_axis={batch})", [r, length], r.dims, dtype=r.dtype,
+                    dims_locals={"axis": t_dim, "batch": b_dim})
+
+
+# -- reductions and products --------------------------------------------------------------------------
+def reduce_ref(ctx, r: Ref, mode: str, axes: Sequence[int], keepdim: bool, *, dtype=None) -> Ref:
+    """One ``reduce`` layer over the torch axes ``axes`` (then size-1 axes back if ``keepdim``)."""
+    if not axes:
+        return r
+    dims = [d for i, d in enumerate(r.dims) if i not in axes]
+    red = ctx.layer({"class": "reduce", "from": r, "mode": mode, "axes": [r.dims[i] for i in axes]}, dims, dtype=dtype)
+    if keepdim:
+        for i in sorted(axes):
+            red = ctx.unsqueeze(red, i)
+    return red
+
+
+def dot(ctx, a: Ref, b: Ref, batch: list[tuple[int, int]], reduce: list[tuple[int, int]], out_order: list) -> Ref:
+    """``dot`` of refs ``a`` and ``b``: axis pairs in ``batch`` are shared, pairs in ``reduce``
+    summed over; all other axes are kept. ``out_order``: output axes as ("a"|"b", axis)."""
+    mapping = {}
+    for ia, ib in batch + reduce:
+        mapping[b.dims[ib]] = a.dims[ia]
+    shared = {id(b.dims[ib]) for _, ib in batch + reduce}
+    a_own = {id(a.dims[i]) for i in range(a.ndim)}
+    for d in b.dims:
+        if id(d) not in shared and (id(d) in a_own or d in list(a.dims)):
+            mapping[d] = ctx.dims.same_length_as(d, f"{d.description}_{ctx.op_name}")
+    b = ctx.rename(b, mapping)
+    dims = [a.dims[i] if side == "a" else b.dims[i] for side, i in out_order]
+    if not reduce:
+        return ctx.eval("source(0) * source(1)", [a, b], dims)
+    red = [a.dims[ia] for ia, _ in reduce]
+    for rd in red:  # summing over a dynamic axis: zero both sides' padding (NaN-safe, per sequence)
+        if rd.is_dynamic() and not rd.is_batch_dim():
+            a = mask_padding(ctx, a, rd)
+            b = mask_padding(ctx, b, rd)
+    return ctx.layer({"class": "dot", "from": [a, b], "reduce": red}, dims)
+
+
+def mask_padding(ctx, r: Ref, dim: Dim, value: float = 0.0) -> Ref:
+    """``r`` with the padding frames of the dynamic ``dim`` set to ``value``."""
+    if not r.dtype.is_floating_point or not any(d.is_batch_dim() for d in r.dims):
+        return r
+    return ctx.layer({"class": "seq_len_mask", "from": r, "axis": dim, "mask_value": float(value)}, r.dims,
+                     dtype=r.dtype)
+
+
+def matmul_ref(ctx, a: Ref, b: Ref) -> Ref:
+    """torch.matmul semantics on refs (1-D operands and broadcast batch axes included)."""
+    if a.ndim == 1 and b.ndim == 1:
+        return dot(ctx, a, b, [], [(0, 0)], [])
+    if b.ndim == 1:
+        return dot(ctx, a, b, [], [(a.ndim - 1, 0)], [("a", i) for i in range(a.ndim - 1)])
+    if a.ndim == 1:
+        return dot(ctx, a, b, [], [(0, b.ndim - 2)], [("b", i) for i in range(b.ndim) if i != b.ndim - 2])
+    nb_a, nb_b = a.ndim - 2, b.ndim - 2
+    nb = max(nb_a, nb_b)
+    batch, out, sq_a, sq_b = [], [], [], []
+    for k in range(nb):
+        ia, ib = k - (nb - nb_a), k - (nb - nb_b)
+        if ia >= 0 and ib >= 0:
+            if a.shape[ia] == b.shape[ib]:
+                batch.append((ia, ib))
+                out.append(("a", ia))
+            elif a.shape[ia] == 1:  # broadcast: a's size-1 axis goes, b's axis is kept
+                sq_a.append(ia)
+                out.append(("b", ib))
+            else:
+                sq_b.append(ib)
+                out.append(("a", ia))
+        else:
+            out.append(("a", ia) if ia >= 0 else ("b", ib))
+    out += [("a", a.ndim - 2), ("b", b.ndim - 1)]
+    reduce = [(a.ndim - 1, b.ndim - 2)]
+    a, map_a = _squeeze_axes(ctx, a, sq_a)
+    b, map_b = _squeeze_axes(ctx, b, sq_b)
+    batch = [(map_a[i], map_b[j]) for i, j in batch]
+    reduce = [(map_a[i], map_b[j]) for i, j in reduce]
+    out = [(side, (map_a if side == "a" else map_b)[i]) for side, i in out]
+    return dot(ctx, a, b, batch, reduce, out)
+
+
+def _squeeze_axes(ctx, r: Ref, axes: Sequence[int]) -> tuple[Ref, dict]:
+    """Squeeze ``axes``; returns the ref and old axis -> new axis for the remaining ones."""
+    for ax in sorted(axes, reverse=True):
+        r = ctx.squeeze(r, ax)
+    mapping, j = {}, 0
+    for i in range(r.ndim + len(axes)):
+        if i not in axes:
+            mapping[i] = j
+            j += 1
+    return r, mapping
+
+
+def linear_ref(ctx, x: Ref, w: Ref, bias: Any) -> Ref:
+    """``x @ w.T + bias`` over the last axis of ``x`` (``w``: (out, in); ``bias``: a (out,) Ref or
+    tensor, or None)."""
+    y = dot(ctx, x, w, [], [(x.ndim - 1, 1)], [("a", i) for i in range(x.ndim - 1)] + [("b", 0)])
+    if bias is None:
+        return y
+    b = bias if isinstance(bias, Ref) else ctx.ref(bias, prefer=[y.dims[-1]])
+    b = ctx.rename(b, {b.dims[0]: y.dims[-1]})
+    return ctx.eval("source(0) + source(1)", [y, b], y.dims)
+
+
+# -- masks ------------------------------------------------------------------------------------------
+def apply_mask(ctx, scores: Ref, mask: Ref, *, true_means_keep: bool, align: bool = True) -> Ref:
+    """``scores`` with a mask applied: a bool mask sets the masked-out entries to -inf (True keeps
+    or True masks, per ``true_means_keep``), a float mask is added. The mask is broadcast onto the
+    scores by torch's positional rule, unless ``align=False`` (it has some of the scores' dims)."""
+    m = ctx.align(mask, scores.dims) if align else mask
+    if m.dtype == torch.bool:
+        expr = ("tf.where(source(1), source(0), float('-inf'))" if true_means_keep
+                else "tf.where(source(1), float('-inf'), source(0))")
+    else:
+        expr = "source(0) + tf.cast(source(1), source(0).dtype)"
+    return ctx.eval(expr, [scores, m], scores.dims, dtype=scores.dtype)
+
+
+def causal_mask(ctx, scores: Ref, q_ax: int, k_ax: int) -> Ref:
+    """``scores`` with -inf where the key position is after the query position."""
+    rq = range_ref(ctx, scores.dims[q_ax])
+    rk = range_ref(ctx, scores.dims[k_ax])
+    return ctx.eval("tf.where(source(2) <= source(1), source(0), float('-inf'))", [scores, rq, rk], scores.dims,
+                    dtype=scores.dtype)
+
+
+def softmax_ref(ctx, r: Ref, ax: int) -> Ref:
+    """Softmax along axis ``ax`` (masked over a dynamic axis: padding gets 0)."""
+    d = r.dims[ax]
+    if d.is_dynamic():
+        return ctx.layer({"class": "softmax_over_spatial", "from": r, "axis": d}, r.dims, dtype=r.dtype)
+    return ctx.eval("tf.nn.softmax(source(0), axis={axis})", [r], r.dims, axis=d, dtype=r.dtype)
+
+
+# -- batch order ------------------------------------------------------------------------------------
+def batch_permutation(ctx, x: Any, ax: int, index: Any) -> Ref | None:
+    """index_select over the batch axis with a plain permutation (the length sort/unsort of
+    packing): the network keeps the original order. None if it is not that."""
+    r = ctx.ref(x)
+    if not (r.dims[ax].is_batch_dim() and isinstance(index, torch.Tensor) and not isinstance(index, ReturnnTensor)):
+        return None
+    if sorted(index.tolist()) != list(range(r.shape[ax])):
+        return None
+    if isinstance(r, UnsortedRef):  # un-sorting: back to the order the network has anyway
+        return Ref(r.layer, r.dims, r.shape, r.dtype)
+    return UnsortedRef(r.layer, r.dims, r.shape, r.dtype)

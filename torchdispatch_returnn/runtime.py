@@ -1,0 +1,184 @@
+"""Running a converted network: validated feeds, fetches in torch axis order, the live network
+(``net.run``) and a fresh one built from a written config (:class:`ConfigNetwork`).
+
+Both take the same arguments: the forward's own tensor arguments (inputs, and lengths arguments
+tied to a dim with ``returnn_capture(lengths=...)``), plus ``seq_lens={dim name: lengths}``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._backend import Config, TFNetwork, ensure_returnn, quiet, tf
+from .dims import find_axis
+from .errors import InputSpecError
+from .tensor import Ref
+
+#: config variable holding the forward's argument kinds, so a fresh network takes the same arguments
+FORWARD_ARGS_KEY = "torch_forward_args"
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One argument of ``run``: an extern data input (``key``), or the lengths of dim ``key``."""
+
+    kind: str  # "input" or "lengths"
+    key: str
+
+
+class Feeder:
+    """Builds the feed dict of a network from run arguments, checking them against ``extern_data``."""
+
+    def __init__(self, network: TFNetwork, input_keys: Sequence[str], forward_args: Sequence[ArgSpec]):
+        self.network = network
+        self.input_keys = list(input_keys)
+        self.forward_args = list(forward_args) or [ArgSpec("input", k) for k in self.input_keys]
+        self.dyn_names = sorted({d.description for k in self.input_keys
+                                 for d in network.extern_data.data[k].dims if d.is_dynamic() and not d.is_batch_dim()})
+
+    def feed(self, inputs: Sequence[Any], seq_lens: Any = None, known_lengths: dict | None = None) -> dict:
+        """``inputs``: the forward's tensor arguments in order (or only the extern data inputs);
+        ``seq_lens``: {dim name: lengths}; ``known_lengths``: {id(dim): lengths} (capture time: the
+        inputs are fed as they are; otherwise dynamic axes are cut to the longest sequence)."""
+        if seq_lens is not None and not isinstance(seq_lens, dict):
+            raise InputSpecError(f"seq_lens must be a dict {{dim name: lengths}}, got {type(seq_lens).__name__}; "
+                                 f"dynamic dims: {self.dyn_names}")
+        seq_lens = dict(seq_lens or {})
+        unknown = [k for k in seq_lens if k not in self.dyn_names]
+        if unknown:
+            raise InputSpecError(f"seq_lens names unknown dim(s) {unknown}; the dynamic dims are {self.dyn_names}")
+        inputs = list(inputs)
+        n_len = sum(a.kind == "lengths" for a in self.forward_args)
+        if len(inputs) == len(self.forward_args):
+            args = self.forward_args
+        elif n_len and len(inputs) == len(self.input_keys):
+            args = [ArgSpec("input", k) for k in self.input_keys]
+        else:
+            want = ", ".join(f"{a.key}" if a.kind == "input" else f"lengths of {a.key!r}" for a in self.forward_args)
+            raise InputSpecError(f"expected {len(self.forward_args)} argument(s) ({want}), got {len(inputs)}")
+        arrays = {}
+        for a, x in zip(args, inputs):
+            if a.kind == "lengths":
+                if a.key in seq_lens:
+                    raise InputSpecError(f"lengths of {a.key!r} given twice (argument and seq_lens)")
+                seq_lens[a.key] = x
+            else:
+                arrays[a.key] = _np(x)
+        feed: dict = {}
+        for key in self.input_keys:
+            self._feed_input(feed, key, arrays[key], seq_lens, known_lengths)
+        return feed
+
+    def _feed_input(self, feed: dict, key: str, arr: np.ndarray, seq_lens: dict, known: dict | None) -> None:
+        data = self.network.extern_data.data[key]
+        dims = data.dims
+        if arr.ndim != len(dims):
+            raise InputSpecError(f"input {key!r} must have {len(dims)} axes, got shape {arr.shape}")
+        for ax, d in enumerate(dims):
+            if d.is_static() and arr.shape[ax] != d.dimension:
+                raise InputSpecError(f"input {key!r} axis {ax} is static with size {d.dimension}, got {arr.shape[ax]}")
+        want = np.dtype(data.dtype)
+        if arr.dtype.kind != want.kind and not (arr.dtype.kind in "iu" and want.kind in "iu"):
+            raise InputSpecError(f"input {key!r} must be {data.dtype}, got {arr.dtype}")
+        batch_ax = [i for i, d in enumerate(dims) if d.is_batch_dim()]
+        n_batch = arr.shape[batch_ax[0]] if batch_ax else 1
+        crop = [slice(None)] * arr.ndim
+        for ax, d in enumerate(dims):
+            if not d.is_dynamic() or d.is_batch_dim():
+                continue
+            ph = d.dyn_size_ext.placeholder
+            lens = seq_lens.get(d.description)
+            if lens is None and known:
+                lens = known.get(id(d))
+            if lens is None:
+                lens = feed[ph] if ph in feed else np.full([n_batch], arr.shape[ax], dtype=np.int32)
+            lens = _lengths(lens, d.description, n_batch, arr.shape[ax])
+            if ph in feed and not np.array_equal(feed[ph], lens):
+                raise InputSpecError(f"inputs disagree on the lengths of dim {d.description!r}")
+            feed[ph] = lens
+            if known is None:
+                crop[ax] = slice(0, int(lens.max(initial=0)))  # padded size = longest sequence
+        feed[data.placeholder] = arr[tuple(crop)].astype(data.dtype, copy=False)
+
+
+def _lengths(lens: Any, name: str, n_batch: int, size: int) -> np.ndarray:
+    arr = _np(lens)
+    if arr.dtype.kind not in "iu":
+        raise InputSpecError(f"lengths of dim {name!r} must be integers, got {arr.dtype}")
+    if arr.shape != (n_batch,):
+        raise InputSpecError(f"lengths of dim {name!r} must have shape ({n_batch},) (one per sequence), "
+                             f"got {arr.shape}")
+    if n_batch and (arr.min() < 0 or arr.max() > size):
+        raise InputSpecError(f"lengths of dim {name!r} must lie in [0, {size}] (the padded size), got {arr.tolist()}")
+    return arr.astype(np.int32)
+
+
+class Fetcher:
+    """TF tensors of refs in torch axis order (cached per layer and order)."""
+
+    def __init__(self, network: TFNetwork, graph: Any):
+        self.network = network
+        self.graph = graph
+        self._cache: dict = {}
+
+    def __call__(self, ref: Ref) -> Any:
+        out = self.network.get_layer(ref.name).output
+        perm = [find_axis(out.dims, d) for d in ref.dims]
+        key = (ref.name, tuple(perm))
+        if key not in self._cache:
+            with self.graph.as_default():
+                self._cache[key] = tf.transpose(out.placeholder, perm) if perm != sorted(perm) else out.placeholder
+        return self._cache[key]
+
+    def lengths(self, ref: Ref) -> dict:
+        """{id(dim): TF lengths} of the dynamic dims of ``ref``."""
+        return {id(d): d.dyn_size_ext.placeholder for d in ref.dims
+                if d.is_dynamic() and not d.is_batch_dim() and d.dyn_size_ext is not None}
+
+
+def _np(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        with torch._C.DisableTorchFunctionSubclass():
+            return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class ConfigNetwork:
+    """A fresh TFNetwork built from a written config (and optionally a checkpoint): what a RETURNN
+    user gets. ``run(*args, seq_lens=None)`` takes the same arguments as ``net.run``."""
+
+    def __init__(self, config: str, checkpoint: str | None = None):
+        ensure_returnn()
+        code = open(config).read() if os.path.exists(config) else config
+        cfg = Config()
+        cfg.load_file(io.StringIO(code))
+        self.config = cfg
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default(), quiet():
+            self.network = TFNetwork(config=cfg, train_flag=False, name="root")
+            self.network.construct_from_dict(cfg.typed_value("network"))
+            self.network.initialize_params(self.session)
+            if checkpoint:
+                self.network.load_params_from_file(checkpoint, self.session)
+        self.input_keys = list(cfg.typed_value("extern_data").keys())
+        args = [ArgSpec(kind, key) for kind, key in (cfg.typed_value(FORWARD_ARGS_KEY) or [])]
+        self.feeder = Feeder(self.network, self.input_keys, args)
+        self.output_names = sorted([n for n in self.network.layers if n == "output" or n.startswith("output_")],
+                                   key=lambda n: (n != "output", len(n), n))
+
+    def run(self, *inputs: Any, seq_lens: dict | None = None) -> Any:
+        """Numpy outputs (``output``, ``output_1``, ...) for the forward's arguments."""
+        feed = self.feeder.feed(inputs, seq_lens)
+        outs = self.session.run([self.network.get_layer(n).output.placeholder for n in self.output_names], feed)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def close(self) -> None:
+        self.session.close()
