@@ -51,13 +51,8 @@ def test_factory(case):
     assert_parity(case)
 
 
-def test_tensor_of_dynamic_size_is_refused():
-    from parity_helpers import COVERED
-
-    from torchdispatch_returnn import returnn_capture
-
-    cap = returnn_capture(dynamic_shapes=({1: "time"},))
-    with pytest.raises(NotImplementedError, match="freeze the traced length"):
-        with cap:
-            Fn(lambda m, x: x * torch.tensor([x.shape[1]]))(torch.randn(2, 5, 3))
-    COVERED.update(cap.ops_seen)
+def test_tensor_of_sizes_follows_the_length():
+    assert_parity(Case("tensor_of_shape", lambda: Fn(lambda m, x: x * torch.tensor([x.shape[1], 2]).sum()),
+                       [(2, 5, 3)], ({1: "time"},)))
+    assert_parity(Case("tensor_shape_index", lambda: Fn(lambda m, x: x[:, :torch.tensor(x.shape)[1] - 1]),
+                       [(2, 5, 3)], ({1: "time"},)))

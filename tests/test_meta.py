@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from torchdispatch_returnn import returnn_capture
-from torchdispatch_returnn.tensor import DimInt, SymShape
+from torchdispatch_returnn.sizes import DimInt, SymShape
 
 
 def test_metadata_queries_build_no_layer():

@@ -18,7 +18,8 @@ from .builder import Base, Builder, captured_by
 from .dims import DimRegistry, find_axis
 from .errors import OpSite
 from .parity import Recorder
-from .tensor import DimInt, Ref
+from .sizes import DimInt
+from .tensor import Ref
 
 
 class OpContext:
@@ -82,6 +83,20 @@ class OpContext:
             d.setdefault("eval_locals", {})[key] = dim
         return self.layer(d, dims, dtype=dtype)
 
+    def tf_op(self, expr: str, inputs: Sequence[Ref], dims: Sequence[Dim], *, dtype: torch.dtype | None = None) -> Ref:
+        """An ``eval`` layer running TF code in torch's axis order: in ``expr``, ``x0``, ``x1``, ...
+        are the inputs' values as ``tf.Tensor``s with axes in each Ref's torch order (``x0.shape``
+        as in torch), and the result has the dims ``dims`` in torch order (any shape change is fine)."""
+        if dtype is None:
+            dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else inputs[0].dtype
+        args = [f"(lambda d: d.copy_transpose([d.get_axis_from_description(a) for a in o{i}]).placeholder)"
+                f"(source({i}, as_data=True, auto_convert=False))" for i in range(len(inputs))]
+        names = ", ".join(f"x{i}" for i in range(len(inputs)))
+        d = {"class": "eval", "from": list(inputs), "eval": f"(lambda {names}: {expr})({', '.join(args)})",
+             "eval_locals": {f"o{i}": list(r.dims) for i, r in enumerate(inputs)},
+             "out_type": {"dim_tags": list(dims), "dtype": tf_dtype(dtype)}}
+        return self.layer(d, dims, dtype=dtype)
+
     def base(self, ref: Ref) -> Base:
         """``ref`` as seen from inside a rec unit or subnetwork (``base:<layer>``)."""
         return Base(ref)
@@ -95,7 +110,7 @@ class OpContext:
         """A ``constant`` layer of ``dims`` (dynamic ones included) filled with ``value``."""
         v = bool(value) if dtype == torch.bool else (float(value) if dtype.is_floating_point else int(value))
         d = {"class": "constant", "value": v, "shape": list(dims), "dtype": tf_dtype(dtype)}
-        deps = [self.dims.layer_of(x) for x in dims if x.is_dynamic()]
+        deps = [self.dims.layer_of(x) or self._builder.first_input for x in dims if x.is_dynamic()]
         if deps:
             d["shape_deps"] = list(dict.fromkeys(deps))
         return self.layer(d, dims, dtype=dtype)
@@ -116,22 +131,69 @@ class OpContext:
         self.notes.append(text)
 
     # -- dims -----------------------------------------------------------------------------------
-    def new_dim(self, size: Any, name: str | None = None) -> Dim:
-        """The dim of a new axis: a DimInt's dim (dynamic) or a new static dim."""
-        if isinstance(size, DimInt):
-            return size.dim
+    def sym_size(self, x: Any, avoid: Sequence[int] = ()) -> Any:
+        """A size argument as the network sees it: a ``DimInt`` for a size of a dynamic axis (also
+        a 0-d size tensor such as ``lengths.max() + 1``, and a plain int that the user's code made
+        from such a size, recovered by value unless it equals one of the static sizes ``avoid``),
+        else a plain int."""
+        if isinstance(x, DimInt):
+            return x
+        if isinstance(x, torch.Tensor):
+            if x.dim() != 0:
+                raise NotImplementedError(f"a tensor of shape {tuple(x.shape)} used as a size")
+            if self.is_captured(x):
+                lin = self.dims.size_tensor(self.ref(x).layer)
+                if lin is None:
+                    raise NotImplementedError("a size computed from tensor values (data-dependent); sizes must come "
+                                              "from x.shape / x.size() or lengths.max()")
+                return DimInt(self.dims.value(lin), None, self.dims, lin) if lin.terms else lin.const
+            return int(x)
+        if isinstance(x, int) and not isinstance(x, bool):
+            rec = self.dims.recover(x, avoid)
+            if rec is not None:
+                self.note(f"size {int(x)} taken as {rec.lin!r} (a dynamic size the code made a plain int)")
+                return rec
+        return x
+
+    def new_dim(self, size: Any, name: str | None = None, avoid: Sequence[int] = ()) -> Dim:
+        """The dim of a new axis of ``size``: the dim of a dynamic size (see :meth:`sym_size`) or a
+        new static dim."""
         if isinstance(size, Dim):
             return size
+        size = self.sym_size(size, avoid)
+        if isinstance(size, DimInt):
+            if size.dim is None:
+                raise NotImplementedError(f"the size {size.lin!r} is no dim RETURNN can represent")
+            return size.dim
         return self.dims.static(int(size), name or f"{self.op_name}_dim")
+
+    def distinct(self, dims: Sequence[Dim]) -> list[Dim]:
+        """``dims`` with a dim that stands at a second axis replaced by a twin (same sizes), as RETURNN
+        needs distinct dims per axis (``torch.ones(T, T)``)."""
+        out = list(dims)
+        for k, d in enumerate(out):
+            if any(e is d for e in out[:k]):
+                out[k] = self.dims.same_length_as(d, f"{d.description}_{self.op_name}")
+                if d.is_dynamic():  # the twin gets its lengths from a layer that has it
+                    src = self.dims.layer_of(d) or self._builder.first_input
+                    pos = self.layer({"class": "range_in_axis", "from": src, "axis": d, "dtype": "int64"}, [d],
+                                     dtype=torch.int64)
+                    self.rename(pos, {d: out[k]})
+        return out
 
     def size_ref(self, dim: Dim, within: Sequence[Dim] = ()) -> Ref:
         """The size of ``dim`` as a layer: the batch size (scalar) or the per-sequence lengths of a
-        dynamic dim (dims of its lengths, e.g. [batch]); these dims must be among ``within``."""
-        src = self.dims.layer_of(dim) if not dim.is_batch_dim() else self._builder.first_input
-        if src is None:
-            raise NotImplementedError(f"no layer with dim {dim} to read its size from")
-        if not dim.is_batch_dim() and dim.dyn_size_ext is None:
-            dim.complete_dyn_size()
+        dynamic dim (dims of its lengths, e.g. [batch]); these dims must be among ``within``; a
+        static dim's size is a constant."""
+        if not dim.is_dynamic():
+            return self.const(torch.tensor(dim.dimension, dtype=torch.int32), [])
+        dim = self.dims.twin_origin(dim)  # a twin has the lengths of its origin
+        src = self.dims.layer_of(dim) if not dim.is_batch_dim() else None
+        if not dim.is_batch_dim() and (dim.dyn_size_ext is None or dim.dyn_size_ext.raw_tensor is None):
+            dim.complete_dyn_size()  # a derived dim: its lengths from those of the dims it derives from
+            if dim.dyn_size_ext is None:
+                raise NotImplementedError(f"no lengths known for dim {dim}")
+        src = src or self._builder.first_input
         dims = [] if dim.is_batch_dim() else list(dim.dyn_size_ext.dims)
         for d in dims:
             if not any(d is w or d == w for w in within):
@@ -181,7 +243,7 @@ class OpContext:
             raise NotImplementedError(f"cannot broadcast a tensor of {r.ndim} axes onto {len(target)} axes")
         kept = list(target[n_new:])
         for ax in reversed(range(r.ndim)):
-            if r.shape[ax] == 1 and self.dims.size(kept[ax]) != 1:
+            if self.broadcasts(r.dims[ax], r.shape[ax], kept[ax]):
                 r = self.squeeze(r, ax)
                 del kept[ax]
         r = self.rename(r, {d: t for d, t in zip(r.dims, kept) if d is not t})
@@ -193,6 +255,11 @@ class OpContext:
         zeros = self.fill(missing, 0, r.dtype)
         op = "tf.logical_or" if r.dtype == torch.bool else "tf.add"
         return self.eval(f"{op}(source(0), source(1))", [r, zeros], target, dtype=r.dtype)
+
+    def broadcasts(self, dim: Dim, size: int, target: Dim) -> bool:
+        """An axis (``dim``, capture-time ``size``) broadcasts onto ``target``: it is a static size-1
+        axis and the target is not (a dynamic dim is one whatever its size at capture time)."""
+        return size == 1 and not dim.is_dynamic() and (target.is_dynamic() or self.dims.size(target) != 1)
 
     def broadcast(self, *xs: Any, dtype: Any = None) -> tuple[list, tuple[Dim, ...]]:
         """Torch broadcasting by position, in RETURNN terms: returns the inputs as refs aligned onto
@@ -228,7 +295,8 @@ class OpContext:
             else:
                 shape = shapes[i]
                 target = out_dims[nd - len(shape):]
-                keep = [ax for ax in range(len(shape)) if not (shape[ax] == 1 and self.dims.size(target[ax]) != 1)]
+                keep = [ax for ax in range(len(shape)) if not (shape[ax] == 1 and (target[ax].is_dynamic() or
+                                                                                 self.dims.size(target[ax]) != 1))]
                 r = self.const(x.detach().reshape([shape[ax] for ax in keep]), [target[ax] for ax in keep], dtype=want)
             if want is not None:
                 r = self.cast(r, want)

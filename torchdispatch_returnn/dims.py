@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import keyword
+import logging
+import os
 import re
+import sys
 from typing import Any
 
 import numpy as np
 
 from ._backend import Dim, batch_dim
+from .sizes import DimInt, Lin
 from .tensor import Layer
+
+logger = logging.getLogger(__name__)
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 DimOrInt = Dim | int
 
@@ -48,7 +55,12 @@ class DimRegistry:
         self._sizes: dict[int, int] = {}  # id(dim) -> size at capture time
         self._layers: dict[int, Layer] = {}  # id(dynamic dim) -> a layer that has it
         self._length_of: dict[int, Dim] = {}  # id(layer) holding the lengths of a dim -> that dim
-        self._max_length_of: dict[int, Dim] = {}  # id(layer) holding max(lengths) of a dim -> that dim
+        self._size_tensors: dict[int, Any] = {}  # id(layer) holding a size (or tuple of sizes) -> Lin(s)
+        self._kinds: dict[int, str] = {}  # id(dynamic dim) -> "input", "derived" or "twin"
+        self._escaped: dict[int, dict[str, Lin]] = {}  # int value -> sizes the user's code turned into it
+        self._lins: dict[int, Lin] = {}  # id(derived dim) -> its linear expression over base dims
+        self._twin_of: dict[int, Dim] = {}  # id(twin dim) -> the dim whose lengths it has
+        self._by_lin: dict[tuple, Dim] = {}  # canonical linear expression -> the dim made for it
         self._given_lengths: dict[int, np.ndarray] = {}  # id(dim) -> lengths given at capture time
         self._flat_batches: dict[int, tuple[Dim, ...]] = {}  # id(merged batch dim) -> the dims merged
         self.named: dict[str, Dim] = {}  # dynamic dim name (dynamic_shapes) -> Dim
@@ -71,12 +83,23 @@ class DimRegistry:
     def lengths_dim(self, layer: Layer) -> Dim | None:
         return self._length_of.get(id(layer))
 
-    def mark_max_length(self, layer: Layer, dim: Dim) -> None:
-        """``layer`` holds ``max(lengths)`` of ``dim``: its padded size."""
-        self._max_length_of[id(layer)] = dim
+    def mark_size_tensor(self, layer: Layer, lin: Lin) -> None:
+        """The 0-d ``layer`` holds a size: ``max(lengths)`` of a dim is its padded size, and
+        arithmetic on such tensors gives other sizes (``lengths.max() + 1``)."""
+        self._size_tensors[id(layer)] = lin
 
-    def max_length_dim(self, layer: Layer) -> Dim | None:
-        return self._max_length_of.get(id(layer))
+    def size_tensor(self, layer: Layer) -> Lin | None:
+        """The size a 0-d layer holds (see :meth:`mark_size_tensor`), or None."""
+        found = self._size_tensors.get(id(layer))
+        return found if isinstance(found, Lin) else None
+
+    def mark_size_vector(self, layer: Layer, lins: list) -> None:
+        """The 1-d ``layer`` holds sizes (``torch.tensor(x.shape)``)."""
+        self._size_tensors[id(layer)] = tuple(lins)
+
+    def size_vector(self, layer: Layer) -> tuple | None:
+        found = self._size_tensors.get(id(layer))
+        return found if isinstance(found, tuple) else None
 
     def set_given_lengths(self, dim: Dim, lengths: np.ndarray) -> None:
         """The lengths of ``dim`` given at capture time (a forward argument tied to the dim)."""
@@ -119,10 +142,11 @@ class DimRegistry:
             self._order.append(id(dim))
         return dim
 
-    def dynamic(self, name: str, size: int) -> Dim:
+    def dynamic(self, name: str, size: int, *, kind: str = "input") -> Dim:
         """A new dynamic (spatial) dim, e.g. the time axis of an input; ``size``: its traced length."""
         dim = Dim(None, name=name, kind=Dim.Types.Spatial)
         self.set_size(dim, size)
+        self._kinds[id(dim)] = kind
         return self._add(dim, name, f"Dim(None, name={name!r}, kind=Dim.Types.Spatial)")
 
     def static(self, size: int, name: str) -> Dim:
@@ -135,13 +159,18 @@ class DimRegistry:
         """A new dim, distinct from ``dim`` but of the same size (static) or lengths (dynamic)."""
         if dim.is_static():
             return self.static(dim.dimension, name)
-        return self.dynamic(name, self.size(dim))
+        twin = self.dynamic(name, self.size(dim), kind="twin")
+        self._twin_of[id(twin)] = self._twin_of.get(id(dim), dim)
+        return twin
+
+    def twin_origin(self, dim: Dim) -> Dim:
+        """The dim a twin was made from (same lengths), or ``dim`` itself."""
+        return self._twin_of.get(id(dim), dim)
 
     def derive(self, kind: str, a: DimOrInt, b: DimOrInt) -> DimOrInt:
         """``a <kind> b`` where at least one side is a Dim; the result is a (cached) RETURNN dim."""
         if not isinstance(a, Dim) and not isinstance(b, Dim):
-            return {"add": a + b, "sub": a - b, "sub_left": a - b, "mul": a * b, "floordiv": a // b,
-                    "ceildiv": -(-a // b)}[kind]
+            return _STATIC_OPS[kind](int(a), int(b))
         if isinstance(a, Dim) and isinstance(b, int) and b == 0 and kind in ("add", "sub", "sub_left"):
             return a
         if isinstance(a, Dim) and isinstance(b, int) and b == 1 and kind in ("mul", "floordiv", "ceildiv"):
@@ -161,7 +190,76 @@ class DimRegistry:
                                        self.size(b) if isinstance(b, Dim) else b))
         code = template.format(a=self.code(a) if isinstance(a, Dim) else repr(a),
                                b=self.code(b) if isinstance(b, Dim) else repr(b))
+        self._kinds.setdefault(id(dim), "derived")
+        lin = self._derived_lin(kind, a, b)
+        if lin is not None and id(dim) not in self._lins and dim is not a:
+            self._lins[id(dim)] = lin
+            self._by_lin.setdefault(_key(lin), dim)
         return self._add(dim, dim.description or "derived", code)
+
+    def _derived_lin(self, kind: str, a: DimOrInt, b: DimOrInt) -> Lin | None:
+        la = self.lin_of(a) if isinstance(a, Dim) else Lin((), a)
+        lb = self.lin_of(b) if isinstance(b, Dim) else Lin((), b)
+        if kind == "add":
+            return la + lb
+        if kind in ("sub", "sub_left"):
+            return la - lb
+        if kind == "mul" and (la.is_const or lb.is_const):
+            return la.scale(lb.const) if lb.is_const else lb.scale(la.const)
+        return None  # floordiv, ceildiv, dim * dim: a dim of its own
+
+    def lin_of(self, dim: Dim) -> Lin:
+        """``dim`` as a linear expression over base dims (``T + 1`` for the dim made as T + 1)."""
+        lin = self._lins.get(id(dim))
+        return lin if lin is not None else Lin(((dim, 1),))
+
+    def dim_of(self, lin: Lin) -> Dim | None:
+        """The dim a size expression is (``2 * T - 1``), or None if RETURNN has no dim for it
+        (a negative coefficient, or no dim at all)."""
+        if not lin.terms or any(k <= 0 for _, k in lin.terms):
+            return None
+        if len(lin.terms) == 1 and lin.terms[0][1] == 1 and not lin.const:
+            return lin.terms[0][0]
+        known = self._by_lin.get(_key(lin))
+        if known is not None:
+            return known
+        out: Any = None
+        for d, k in lin.terms:
+            t = d if k == 1 else self.derive("mul", d, k)
+            out = t if out is None else self.derive("add", out, t)
+        if lin.const:
+            out = self.derive("add", out, lin.const)
+        return out if isinstance(out, Dim) and out.is_dynamic() else None
+
+    def value(self, lin: Lin) -> int:
+        """The capture-time value of a size expression."""
+        return sum(k * self.size(d) for d, k in lin.terms) + lin.const
+
+    def note_escape(self, value: DimInt, *, checked: bool = False) -> None:
+        """The user's code turned the size ``value`` into a plain int (``int(x.size(1))``, ``len(x)``).
+        Conversions by this package do not count (unless ``checked``: the caller knows)."""
+        if checked or not sys._getframe(2).f_code.co_filename.startswith(_PKG_DIR):
+            self._escaped.setdefault(int.__int__(value), {})[repr(value.lin)] = value.lin
+
+    def is_escaped(self, value: int) -> bool:
+        """The user's code made a plain int of this value from a dynamic size."""
+        return int(value) in self._escaped
+
+    def recover(self, value: int, avoid: Any = ()) -> DimInt | None:
+        """The size a plain int used as a size stands for: a dynamic size of this value that the
+        user's code turned into an int (``int(x.size(1))``, ``len(lengths)``), if there is exactly
+        one, and no static size in ``avoid`` (the op's other sizes) equals it. Else None (logged)."""
+        value = int(value)
+        found = list(self._escaped.get(value, {}).values())
+        if not found:
+            return None
+        if len(found) > 1 or value in {int(a) for a in avoid}:
+            logger.warning("the size %d is ambiguous at capture time (%s%s): it stays static; capture with example "
+                           "sizes that differ from each other and from static sizes", value,
+                           " or ".join(map(repr, found)), ", also a static size" if value in avoid else "")
+            return None
+        lin = found[0]
+        return DimInt(value, None, self, lin)
 
     def static_derived(self, kind: str, a: Dim, b: int) -> Dim:
         """RETURNN's own derived dim of static arithmetic (e.g. ``in_dim // groups``, as a conv computes it)."""
@@ -187,6 +285,16 @@ class DimRegistry:
     def declarations(self) -> list[str]:
         """``var = code`` lines for the dims, in creation order (dependencies first)."""
         return [f"{self._entries[i][1]} = {self._entries[i][2]}" for i in self._order]
+
+
+def _key(lin: Lin) -> tuple:
+    return tuple(sorted((id(d), k) for d, k in lin.terms)), lin.const
+
+
+_STATIC_OPS = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "sub_left": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "floordiv": lambda a, b: a // b, "ceildiv": lambda a, b: -(-a // b),
+}
 
 
 def _int(x: DimOrInt) -> int:

@@ -23,7 +23,8 @@ from .handlers import meta
 from .handlers.registry import Handler, lookup, target_name
 from .naming import ModuleScopes, Namer, op_short_name
 from .parity import Recorder
-from .tensor import DimInt, PackedRef, Ref, ReturnnTensor, UnsortedRef, iter_args, plain, wrap
+from .sizes import DimInt
+from .tensor import PackedRef, Ref, ReturnnTensor, UnsortedRef, iter_args, plain, wrap
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,16 @@ class Dispatcher:
                 return func(*args, **kwargs)
         dims = self.builder.dims
         if func in meta.AS_INT and args and captured_by(args[0], self):
-            dim = dims.max_length_dim(args[0]._rt_ref.layer)
-            if dim is not None:  # lengths.max().item(): the dim's size
-                return DimInt(dims.size(dim), dim, dims)
+            lin = dims.size_tensor(args[0]._rt_ref.layer)
+            if lin is not None and lin.terms:  # lengths.max().item(): the dim's size
+                size = DimInt(dims.value(lin), None, dims, lin)
+                if func is not torch.Tensor.item:  # int(t): Python makes the result a plain int
+                    dims.note_escape(size, checked=True)
+                return size
+        if func is torch.Tensor.__len__ and captured_by(args[0], self):  # len(x): Python makes it a plain int
+            size = meta.sym_shape(dims, args[0]._rt_ref)[0] if args[0].dim() else None
+            if isinstance(size, DimInt):
+                dims.note_escape(size, checked=True)
         if func in meta.PLAIN:
             with torch._C.DisableTorchFunctionSubclass():
                 return func(*args, **kwargs)
@@ -151,15 +159,31 @@ class FunctionMode(TorchFunctionMode):
         kwargs = kwargs or {}
         d = self.dispatcher
         if d.active and not d.suspended and d.builder.network is not None:
-            flat = list(iter_args(args, kwargs))
             h = lookup(func)
-            if h is not None and h.factory and any(isinstance(t, ReturnnTensor) for t in flat):
-                return d.dispatch(func, args, kwargs)
-            if h is not None and not any(isinstance(t, ReturnnTensor) for t in flat) and not _is_inplace(func) and any(
-                    isinstance(t, DimInt) and t.owner is d.builder.dims
-                    or isinstance(t, torch.Tensor) and d.builder.is_param(t) for t in flat):
-                return d.dispatch(func, args, kwargs)
+            if h is not None:
+                flat = list(iter_args(args, kwargs))
+                if any(isinstance(t, ReturnnTensor) for t in flat):
+                    if h.factory:
+                        return d.dispatch(func, args, kwargs)
+                elif not _is_inplace(func) and (any(isinstance(t, torch.Tensor) and d.builder.is_param(t) for t in flat)
+                                                or _mentions_size(flat, d.builder.dims)):
+                    return d.dispatch(func, args, kwargs)
         return func(*args, **kwargs)
+
+
+def _mentions_size(items: list, dims: Any, depth: int = 0) -> bool:
+    """A size of a dynamic axis among the arguments: a DimInt, or a plain int the user's code made
+    from one (``int(x.size(1))``); also inside slices and nested sequences."""
+    for t in items:
+        if isinstance(t, int) and not isinstance(t, bool):
+            if isinstance(t, DimInt) and t.owner is dims or dims.is_escaped(t):
+                return True
+        elif isinstance(t, slice):
+            if _mentions_size([t.start, t.stop, t.step], dims, depth):
+                return True
+        elif isinstance(t, (list, tuple)) and depth < 2 and _mentions_size(list(t), dims, depth + 1):
+            return True
+    return False
 
 
 def _is_inplace(func) -> bool:

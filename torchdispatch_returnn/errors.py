@@ -14,18 +14,23 @@ from dataclasses import dataclass
 
 import torch
 
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
-_SKIP_DIRS = (_PKG_DIR, os.path.dirname(os.path.abspath(torch.__file__)),
-              os.path.dirname(os.path.abspath(inspect.__file__)))
+_SKIP_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+              os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+_STDLIB = os.path.dirname(os.path.abspath(inspect.__file__)) + os.sep
+
+
+def _is_user_file(fn: str) -> bool:
+    if fn.startswith(_SKIP_DIRS) or fn.startswith("<frozen"):
+        return False
+    return not fn.startswith(_STDLIB) or "site-packages" in fn
 
 
 def user_location() -> str:
     """``file:line`` of the innermost frame outside torch, the standard library and this package."""
     f = sys._getframe(1)
     while f is not None:
-        fn = f.f_code.co_filename
-        if not fn.startswith(_SKIP_DIRS) and not fn.startswith("<frozen"):
-            return f"{fn}:{f.f_lineno}"
+        if _is_user_file(f.f_code.co_filename):
+            return f"{f.f_code.co_filename}:{f.f_lineno}"
         f = f.f_back
     return "<unknown>"
 

@@ -1,9 +1,7 @@
 """What a captured torch tensor carries: its RETURNN layer (:class:`Layer`), dims and sizes (:class:`Ref`).
 
-``ReturnnTensor`` is a real torch tensor that also knows its ``Ref``. Sizes read from it
-(``x.shape``, ``x.size(1)``) are :class:`DimInt` values: plain ints for torch, which also carry the
-RETURNN ``Dim`` of a dynamic axis, so that code like ``x.view(x.shape[0], x.shape[1], 4, -1)`` or
-``torch.arange(x.size(1))`` stays dynamic.
+``ReturnnTensor`` is a real torch tensor that also knows its ``Ref``. Sizes read from it are
+``DimInt`` values (see ``sizes.py``).
 
 A :class:`Layer` is created when a handler asks for it and constructed in the TF graph later
 (see ``builder.py``); its name is given by the namer, never by a handler.
@@ -13,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -118,75 +116,6 @@ class PackedRef(Ref):
 class UnsortedRef(Ref):
     """A tensor torch holds in length-sorted batch order while the network keeps the original order
     (``pack_padded_sequence(enforce_sorted=False)``); the later un-sort is the identity."""
-
-
-class DimOwner(Protocol):
-    """What a :class:`DimInt` needs of the dim registry that made it."""
-
-    def derive(self, kind: str, a: Any, b: Any) -> Any: ...
-
-    def size(self, dim: Dim) -> int: ...
-
-
-class DimInt(int):
-    """A size of a dynamic axis: an ``int`` for torch that also carries its RETURNN ``Dim``."""
-
-    dim: Dim
-    owner: DimOwner
-
-    def __new__(cls, value: int, dim: Dim, owner: DimOwner):
-        obj = super().__new__(cls, int(value))
-        obj.dim = dim
-        obj.owner = owner
-        return obj
-
-    def __repr__(self) -> str:
-        return f"{int(self)}"
-
-    def _derive(self, kind: str, a, b) -> DimInt | int:
-        da = a.dim if isinstance(a, DimInt) else int(a)
-        db = b.dim if isinstance(b, DimInt) else int(b)
-        dim = self.owner.derive(kind, da, db)
-        return DimInt(self.owner.size(dim), dim, self.owner) if isinstance(dim, Dim) else dim
-
-    def __add__(self, other):
-        return self._derive("add", self, other) if isinstance(other, int) else int(self) + other
-
-    def __radd__(self, other):
-        return self._derive("add", other, self) if isinstance(other, int) else other + int(self)
-
-    def __sub__(self, other):
-        return self._derive("sub", self, other) if isinstance(other, int) else int(self) - other
-
-    def __mul__(self, other):
-        return self._derive("mul", self, other) if isinstance(other, int) else int(self) * other
-
-    def __rmul__(self, other):
-        return self._derive("mul", other, self) if isinstance(other, int) else other * int(self)
-
-    def __floordiv__(self, other):
-        return self._derive("floordiv", self, other) if isinstance(other, int) else int(self) // other
-
-
-class SymShape(tuple):
-    """``x.shape`` of a captured tensor: a tuple of ints (``DimInt`` for dynamic axes)
-    that compares equal to ``torch.Size``."""
-
-    def numel(self) -> int:
-        n = 1
-        for s in self:
-            n *= int(s)
-        return n
-
-    def __getitem__(self, item):
-        res = tuple.__getitem__(self, item)
-        return SymShape(res) if isinstance(item, slice) else res
-
-    def __add__(self, other):
-        return SymShape(tuple(self) + tuple(other))
-
-    def __radd__(self, other):
-        return SymShape(tuple(other) + tuple(self))
 
 
 class ReturnnTensor(torch.Tensor):

@@ -1,5 +1,6 @@
-"""Builders shared by the handler families: elementwise eval, positions, slices, cat/stack,
-per-sequence reverse, reductions, ``dot``/matmul, additive/boolean masks, batch permutations.
+"""Builders shared by the handler families: elementwise eval, reductions, ``dot``/matmul/linear,
+additive/boolean masks, softmax, batch permutations; and (from ``positions``) ranges, slices,
+gathers, cat/stack and per-sequence reverse. Handler files import all of them from here.
 
 Each takes ``ctx`` and :class:`Ref`s and returns a ``Ref``; like handlers, they never name layers.
 """
@@ -13,7 +14,21 @@ from typing import Any
 import torch
 
 from .._backend import Dim, tf_dtype
-from ..tensor import DimInt, Ref, ReturnnTensor, UnsortedRef
+from ..sizes import DimInt
+from ..tensor import Ref, ReturnnTensor, UnsortedRef
+from .positions import (  # noqa: F401  (re-exported: handlers import their builders from common)
+    bound_lin,
+    cat_refs,
+    clip_positions,
+    dyn_slice,
+    gather_ref,
+    lin_ref,
+    range_ref,
+    reverse_sequences,
+    size_value_ref,
+    slice_ref,
+    stack_refs,
+)
 
 T = torch.Tensor
 
@@ -70,127 +85,21 @@ def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
     return ctx.eval(fmt.format(*args), refs, dims, dtype=out_dtype or ctx.out.dtype)
 
 
-# -- positions, slices, gather --------------------------------------------------------------------
-def range_ref(ctx, dim: Dim) -> Ref:
-    """int64 positions 0..len-1 along ``dim`` (follows the sequence lengths for a dynamic dim)."""
-    if not dim.is_dynamic():
-        return ctx.layer({"class": "range", "limit": dim.dimension, "out_spatial_dim": dim, "dtype": "int64"}, [dim],
-                         dtype=torch.int64)
-    src = ctx.dims.layer_of(dim)
-    if src is None:
-        raise NotImplementedError(f"no layer with dim {dim} to take a range from")
-    return ctx.layer({"class": "range_in_axis", "from": src, "axis": dim, "dtype": "int64"}, [dim], dtype=torch.int64)
-
-
-def gather_ref(ctx, r: Ref, ax: int, position: Any, pos_dims: Sequence[Dim], **opts) -> Ref:
-    """Entries of ``r`` along axis ``ax`` at ``position`` (int or int Ref with dims ``pos_dims``)."""
-    dims = list(r.dims[:ax]) + list(pos_dims) + list(r.dims[ax + 1:])
-    return ctx.layer({"class": "gather", "from": r, "axis": r.dims[ax], "position": position, **opts}, dims,
-                     dtype=r.dtype)
-
-
-def slice_ref(ctx, r: Ref, ax: int, start: Any, end: Any, step: int = 1) -> Ref:
-    """Static-bounds slice of axis ``ax`` (dims derived for dynamic axes)."""
-    d = r.dims[ax]
-    size = r.shape[ax]
-    s, e, st = slice(start, end, step).indices(size)
-    n = len(range(s, e, st))
-    if s == 0 and e == size and st == 1:
-        return r
-    if not d.is_dynamic():
-        out_dim = ctx.dims.static(n, f"{ctx.op_name}_dim")
-        start, end = s, (e if e < size or st != 1 else None)
-    else:
-        if step != 1 and not (isinstance(end, int) or end is None):
-            raise NotImplementedError("strided slice of a dynamic axis with a dynamic end")
-        out_dim = _dyn_slice_dim(ctx, d, start, end, step)
-    dims = list(r.dims)
-    dims[ax] = out_dim
-    opts = {"class": "slice", "from": r, "axis": d, "slice_start": start if start else None, "slice_end": end,
-            "out_dim": out_dim}
-    if step != 1:
-        opts["slice_step"] = step
-    return ctx.layer(opts, dims, dtype=r.dtype)
-
-
-def _dyn_slice_dim(ctx, d: Dim, start, end, step) -> Dim:
-    reg = ctx.dims
-    start = start or 0
-    if start < 0 or (end is not None and end >= 0):
-        raise NotImplementedError("slice of a dynamic axis with a negative start or a non-negative end "
-                                  "(the result would not follow the sequence length)")
-    out = d
-    if end is not None and end < 0:
-        out = reg.derive("sub", out, -end)
-    if start:
-        out = reg.derive("sub_left", out, start)
-    if step != 1:
-        out = reg.derive("ceildiv", out, step)
-    return out
-
-
-# -- cat / stack / reverse --------------------------------------------------------------------------
-def cat_refs(ctx, refs: Sequence[Ref], ax: int) -> Ref:
-    """Concatenate along axis ``ax`` (other axes renamed to the first's; ragged-safe along a
-    dynamic axis: each sequence's parts follow each other without padding in between)."""
-    first = refs[0]
-    refs = [first] + [ctx.rename(r, {d: t for i, (d, t) in enumerate(zip(r.dims, first.dims)) if i != ax})
-                      for r in refs[1:]]
-    out_dim = refs[0].dims[ax]
-    for r in refs[1:]:
-        out_dim = ctx.dims.derive("add", out_dim, r.dims[ax])
-    if isinstance(out_dim, int):
-        out_dim = ctx.dims.static(out_dim, f"{ctx.op_name}_dim")
-    elif any(r.dims[ax].is_dynamic() for r in refs[:-1]):
-        return _ragged_cat(ctx, refs, ax)
-    dims = list(first.dims)
-    dims[ax] = out_dim
-    return ctx.layer({"class": "concat", "from": [(r, r.dims[ax]) for r in refs], "out_dim": out_dim}, dims,
-                     dtype=first.dtype)
-
-
-def stack_refs(ctx, refs: Sequence[Ref], ax: int) -> Ref:
-    """Stack refs along a new axis ``ax``."""
-    if len(refs) == 1:
-        return ctx.unsqueeze(refs[0], ax)
-    return cat_refs(ctx, [ctx.unsqueeze(r, ax) for r in refs], ax)
-
-
-def _ragged_cat(ctx, refs: Sequence[Ref], ax: int) -> Ref:
-    """cat along a dynamic axis, per sequence: [a(len_a), b(len_b)] with no padding in between.
-    A plain concat leaves a's padding in the middle; a per-sequence gather closes the gap."""
-    a, b = refs[0], refs[1]
-    da, db = a.dims[ax], b.dims[ax]
-    tt = ctx.dims.derive("add", da, db)
-    dims = list(a.dims)
-    dims[ax] = tt
-    naive = ctx.layer({"class": "concat", "from": [(a, da), (b, db)], "out_dim": tt}, dims, dtype=a.dtype)
-    pos = range_ref(ctx, tt)
-    la, lb = ctx.size_ref(da, dims), ctx.size_ref(db, dims)
-    batch = [d for d in dims if d.is_batch_dim()]
-    ma = ctx.layer({"class": "reduce", "from": la, "mode": "max", "axes": batch}, [], dtype=torch.int32)
-    idx = ctx.eval("(lambda t, l1, m1, l2: tf.where(t < l1, t, tf.where(t < l1 + l2, t - l1 + m1, 0)))("
-                   "tf.cast(source(0), tf.int64), tf.cast(source(1), tf.int64), tf.cast(source(2), tf.int64), "
-                   "tf.cast(source(3), tf.int64))", [pos, la, ma, lb], list(la.dims) + [tt], dtype=torch.int64)
-    out = ctx.layer({"class": "gather", "from": naive, "axis": tt, "position": idx}, dims, dtype=a.dtype)
-    return _ragged_cat(ctx, [out] + list(refs[2:]), ax) if len(refs) > 2 else out
-
-
-def reverse_sequences(ctx, r: Ref, t_dim: Dim, b_dim: Dim) -> Ref:
-    """Each sequence of ``r`` reversed along ``t_dim`` within its own length (padding stays at the end)."""
-    length = ctx.size_ref(t_dim, [b_dim])
-    return ctx.eval("tf.reverse_sequence(source(0), tf.cast(source(1, auto_convert=False), tf.int64), "
-                    "seq_axis={axis}, batch_axis={batch})", [r, length], r.dims, dtype=r.dtype,
-                    dims_locals={"axis": t_dim, "batch": b_dim})
-
-
 # -- reductions and products --------------------------------------------------------------------------
 def reduce_ref(ctx, r: Ref, mode: str, axes: Sequence[int], keepdim: bool, *, dtype=None) -> Ref:
     """One ``reduce`` layer over the torch axes ``axes`` (then size-1 axes back if ``keepdim``)."""
     if not axes:
         return r
     dims = [d for i, d in enumerate(r.dims) if i not in axes]
-    red = ctx.layer({"class": "reduce", "from": r, "mode": mode, "axes": [r.dims[i] for i in axes]}, dims, dtype=dtype)
+    if any(r.dims[i].is_dynamic() and not r.dims[i].is_batch_dim() for i in axes) and \
+            not any(d.is_batch_dim() for d in r.dims):  # no sequences to mask: over the padded axis, as torch
+        fn = {"sum": "reduce_sum", "mean": "reduce_mean", "max": "reduce_max", "min": "reduce_min",
+              "logsumexp": "reduce_logsumexp", "prod": "reduce_prod", "argmax": "argmax", "argmin": "argmin"}[mode]
+        red = ctx.tf_op(f"tf.math.{fn}(x0, axis={axes[0] if mode.startswith('arg') else list(axes)})", [r], dims,
+                        dtype=dtype or (torch.int64 if mode.startswith("arg") else r.dtype))
+    else:
+        red = ctx.layer({"class": "reduce", "from": r, "mode": mode, "axes": [r.dims[i] for i in axes]}, dims,
+                        dtype=dtype)
     if keepdim:
         for i in sorted(axes):
             red = ctx.unsqueeze(red, i)
@@ -242,14 +151,14 @@ def matmul_ref(ctx, a: Ref, b: Ref) -> Ref:
     for k in range(nb):
         ia, ib = k - (nb - nb_a), k - (nb - nb_b)
         if ia >= 0 and ib >= 0:
-            if a.shape[ia] == b.shape[ib]:
-                batch.append((ia, ib))
-                out.append(("a", ia))
-            elif a.shape[ia] == 1:  # broadcast: a's size-1 axis goes, b's axis is kept
+            if ctx.broadcasts(a.dims[ia], a.shape[ia], b.dims[ib]):  # a's size-1 axis goes, b's axis is kept
                 sq_a.append(ia)
                 out.append(("b", ib))
-            else:
+            elif ctx.broadcasts(b.dims[ib], b.shape[ib], a.dims[ia]):
                 sq_b.append(ib)
+                out.append(("a", ia))
+            else:
+                batch.append((ia, ib))
                 out.append(("a", ia))
         else:
             out.append(("a", ia) if ia >= 0 else ("b", ib))

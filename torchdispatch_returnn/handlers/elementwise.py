@@ -6,21 +6,49 @@ import math
 
 import torch
 
+from ..sizes import DimInt, Lin
 from .common import T, apply, lit
 from .registry import handles
 
 
-def _binary(fmt: str):
+def _size_lin(ctx, x):
+    """A size operand as a linear expression: DimInt, int, or a 0-d tensor holding a size."""
+    if isinstance(x, DimInt):
+        return x.lin
+    if isinstance(x, int) and not isinstance(x, bool):
+        return Lin((), x)
+    if isinstance(x, torch.Tensor) and x.dim() == 0 and ctx.is_captured(x):
+        return ctx.dims.size_tensor(ctx.ref(x).layer)
+    return None
+
+
+def _size_result(ctx, kind, a, b, ref):
+    """Arithmetic on size tensors (``lengths.max() + 1``) gives a size tensor too."""
+    if kind is None or ctx.out.dim() != 0 or ctx.out.dtype.is_floating_point or ctx.out.dtype == torch.bool:
+        return ref
+    la, lb = _size_lin(ctx, a), _size_lin(ctx, b)
+    if la is None or lb is None or la.is_const and lb.is_const:
+        return ref
+    if kind == "mul":
+        lin = la.scale(lb.const) if lb.is_const else lb.scale(la.const) if la.is_const else None
+    else:
+        lin = la + lb if kind == "add" else la - lb
+    if lin is not None:
+        ctx.dims.mark_size_tensor(ref.layer, lin)
+    return ref
+
+
+def _binary(fmt: str, kind=None):
     def h(ctx, a, b, *, alpha=1, out=None):
         if alpha != 1:
             return apply(ctx, fmt.replace("{1}", "({1} * %s)" % lit(alpha)), a, b)
-        return apply(ctx, fmt, a, b)
+        return _size_result(ctx, kind, a, b, apply(ctx, fmt, a, b))
     return h
 
 
-def _rbinary(fmt: str):
+def _rbinary(fmt: str, kind=None):
     def h(ctx, a, b):
-        return apply(ctx, fmt, b, a)
+        return _size_result(ctx, kind, b, a, apply(ctx, fmt, b, a))
     return h
 
 
@@ -42,10 +70,11 @@ for _fmt, _fwd, _rev in [
     _fwd = list(dict.fromkeys(_fwd))
     if torch.rsub in _rev:
         _rev.remove(torch.rsub)
-        handles(torch.rsub)(_rbinary(_fmt))
-    handles(*_fwd)(_binary(_fmt))
+        handles(torch.rsub)(_rbinary(_fmt, "sub"))
+    _kind = {"{0} + {1}": "add", "{0} - {1}": "sub", "{0} * {1}": "mul"}.get(_fmt)
+    handles(*_fwd)(_binary(_fmt, _kind))
     if _rev:
-        handles(*_rev)(_rbinary(_fmt))
+        handles(*_rev)(_rbinary(_fmt, _kind))
 
 
 def _div_fmt(ctx, rounding_mode):

@@ -6,9 +6,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._backend import tf_dtype
-from ..tensor import DimInt, ReturnnTensor
-from .common import T, batch_permutation, gather_ref, lit, range_ref, slice_ref
+from .._backend import batch_dim, tf_dtype
+from ..sizes import DimInt, Lin
+from ..tensor import ReturnnTensor
+from .common import (
+    T,
+    batch_permutation,
+    bound_lin,
+    clip_positions,
+    dyn_slice,
+    gather_ref,
+    lin_ref,
+    lit,
+    range_ref,
+    size_value_ref,
+    slice_ref,
+)
 from .registry import handles
 
 
@@ -20,38 +33,29 @@ def _consumes(item) -> int:
     return 1
 
 
-def _index_int(ctx, r, ax, i: int):
+def _index_int(ctx, r, ax, i):
     d = r.dims[ax]
-    if i < 0 and d.is_dynamic():
-        # the i-th frame from each sequence's own end
-        _batch(r)
-        length = ctx.size_ref(d, r.dims)
-        pos = ctx.eval(f"tf.cast(source(0), tf.int64) - {-i}", [length], length.dims, dtype=torch.int64)
-        return gather_ref(ctx, r, ax, pos, [])
+    i = ctx.sym_size(i)
+    if isinstance(i, DimInt) or (i < 0 and d.is_dynamic()):  # per sequence (x[:, -1]: each one's last frame)
+        length = ctx.dims.lin_of(d) if d.is_dynamic() else Lin((), r.shape[ax])
+        pos_lin = bound_lin(i, length)
+        batch = [x for x in r.dims if x.is_batch_dim()]
+        if any(x is not batch_dim and x.is_dynamic() for x, _ in pos_lin.terms) and not batch:
+            raise NotImplementedError("an index counted from the end of a dynamic axis, on a tensor without batch axis")
+        pos = lin_ref(ctx, pos_lin, batch) if d.is_dynamic() else size_value_ref(ctx, pos_lin)
+        return gather_ref(ctx, r, ax, clip_positions(ctx, pos, r, ax) if d.is_dynamic() else pos, [])
     return gather_ref(ctx, r, ax, i % r.shape[ax], [])
 
 
-def _batch(r):
-    for d in r.dims:
-        if d.is_batch_dim():
-            return d
-    raise NotImplementedError("negative index on a dynamic axis of a tensor without batch axis")
-
-
 def _index_slice(ctx, r, ax, s: slice):
-    start, stop, step = s.start, s.stop, s.step or 1
-    d = r.dims[ax]
-    if isinstance(stop, DimInt) and (start in (None, 0)) and step == 1:
-        if stop.dim is d:
-            return r
-        if not d.is_dynamic():
-            pos = range_ref(ctx, stop.dim)
-            return gather_ref(ctx, r, ax, pos, [stop.dim])
-    if isinstance(start, DimInt) or isinstance(stop, DimInt):
-        raise NotImplementedError("slice with a dynamic bound of this form")
-    if step < 1:
-        raise ValueError("slice step must be positive")
-    return slice_ref(ctx, r, ax, start, stop, step)
+    step = s.step or 1
+    if not isinstance(step, int) or step < 1:
+        raise ValueError("slice step must be a positive int")
+    start = None if s.start is None else ctx.sym_size(s.start)
+    stop = None if s.stop is None else ctx.sym_size(s.stop)
+    if not isinstance(start, DimInt) and not isinstance(stop, DimInt) and not r.dims[ax].is_dynamic():
+        return slice_ref(ctx, r, ax, start, stop, step)
+    return dyn_slice(ctx, r, ax, start, stop, step)
 
 
 @handles(T.__getitem__)
@@ -76,7 +80,10 @@ def getitem(ctx, x, idx):
         elif isinstance(it, bool):
             raise NotImplementedError("indexing with a Python bool")
         elif isinstance(it, int):
-            r = _index_int(ctx, r, ax, int(it))
+            vec = ctx.dims.size_vector(r.layer) if len(items) == 1 and r.ndim == 1 else None
+            r = _index_int(ctx, r, ax, it)
+            if vec is not None and not isinstance(it, DimInt):  # torch.tensor(x.shape)[1]: a size again
+                ctx.dims.mark_size_tensor(r.layer, vec[it])
         elif isinstance(it, slice):
             r = _index_slice(ctx, r, ax, it)
             ax += 1

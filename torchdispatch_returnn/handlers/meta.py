@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from ..tensor import DimInt, DimOwner, Ref, SymShape
+from ..sizes import DimInt, DimOwner, SymShape
+from ..tensor import Ref
 
 T = torch.Tensor
 

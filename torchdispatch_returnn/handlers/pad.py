@@ -3,9 +3,11 @@ modules (which call F.pad). Padding a dynamic axis derives its dim (T + l + r)."
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
-from .common import range_ref
+from ..sizes import DimInt, Lin
+from .common import clip_positions, gather_ref, lin_ref, range_ref, size_value_ref
 from .registry import handles
 
 _MODES = {"constant": "constant", "reflect": "reflect", "replicate": "replication"}
@@ -17,15 +19,22 @@ def pad(ctx, input, pad, mode="constant", value=None):
     if mode not in _MODES:
         raise NotImplementedError(f"F.pad mode {mode!r}")
     r = ctx.ref(input)
-    pairs = [(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(len(pad) // 2)]
+    amounts = [ctx.sym_size(p) for p in pad]
+    fill = float(value or 0.0) if r.dtype.is_floating_point else int(value or 0)
+    if any(isinstance(a, DimInt) or a < 0 for a in amounts):  # sizes from shapes, or cropping
+        if mode != "constant":
+            raise NotImplementedError(f"F.pad mode {mode!r} with amounts from sizes or negative amounts")
+        for i in range(len(amounts) // 2):
+            if amounts[2 * i] or amounts[2 * i + 1]:
+                r = _pad_by_gather(ctx, r, r.ndim - 1 - i, amounts[2 * i], amounts[2 * i + 1], fill)
+        return r
+    pairs = [(int(amounts[2 * i]), int(amounts[2 * i + 1])) for i in range(len(amounts) // 2)]
     axes, paddings, out_dims = [], [], []
     dims = list(r.dims)
     for i, (left, right) in enumerate(pairs):
         ax = r.ndim - 1 - i
         if left == 0 and right == 0:
             continue
-        if left < 0 or right < 0:
-            raise NotImplementedError("negative padding (cropping)")
         d = r.dims[ax]
         if d.is_dynamic():
             nd = ctx.dims.derive("add", ctx.dims.derive("add", left, d), right) if left else \
@@ -46,7 +55,6 @@ def pad(ctx, input, pad, mode="constant", value=None):
         # net-dict backend lacks; we pad after the longest sequence, then (constant mode) move the
         # right padding of each shorter sequence to its own end below
         opts["handle_dynamic_dims"] = False
-    fill = float(value or 0.0) if r.dtype.is_floating_point else int(value or 0)
     if mode == "constant":
         opts["value"] = fill
     if not fix or mode != "constant":
@@ -62,3 +70,27 @@ def pad(ctx, input, pad, mode="constant", value=None):
                      f"tf.cast(source(2), tf.int64) + {left}), source(0), tf.cast({fill!r}, source(0).dtype))",
                      [y, pos, length], dims, dtype=r.dtype)
     return y
+
+
+def _pad_by_gather(ctx, r, ax, left, right, fill):
+    """Constant padding (or cropping, for negative amounts) of axis ``ax`` by amounts that may be sizes:
+    out[j] = x[j - left] where that is inside x (each sequence's own length on a dynamic axis), else
+    ``fill``. The result length is a dim (``T + left + right``)."""
+    d = r.dims[ax]
+    length = ctx.dims.lin_of(d) if d.is_dynamic() else Lin((), r.shape[ax])
+    n = length + Lin.of(left) + Lin.of(right)
+    out_dim = ctx.dims.static(n.const, f"{ctx.op_name}_dim") if n.is_const else ctx.dims.dim_of(n)
+    if out_dim is None:
+        raise NotImplementedError(f"padding to a length of {n!r}, which is no dim")
+    pos = range_ref(ctx, out_dim)
+    batch = [x for x in r.dims if x.is_batch_dim()]
+    if d.is_dynamic() and batch:  # per sequence: the right padding after each sequence's own end
+        first, size = lin_ref(ctx, Lin.of(left), batch), ctx.cast(ctx.size_ref(d, batch), torch.int64)
+    else:
+        first, size = size_value_ref(ctx, Lin.of(left)), size_value_ref(ctx, length)
+    src = ctx.eval("source(0) - source(1)", [pos, first], list(first.dims) + [out_dim], dtype=torch.int64)
+    keep = ctx.eval("(source(0) >= 0) & (source(0) < source(1))", [src, size],
+                    list(dict.fromkeys(list(size.dims) + list(src.dims))), dtype=torch.bool)
+    taken = gather_ref(ctx, r, ax, clip_positions(ctx, src, r, ax), [out_dim])
+    return ctx.eval(f"tf.where(source(1), source(0), tf.cast({fill!r}, source(0).dtype))", [taken, keep], taken.dims,
+                    dtype=r.dtype)

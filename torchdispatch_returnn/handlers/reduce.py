@@ -71,7 +71,7 @@ def _maxmin(mode: str):
             out = reduce_ref(ctx, r, mode, _axes(r, None), False)
             dim_of = ctx.dims.lengths_dim(r.layer)
             if mode == "max" and dim_of is not None:  # max of a dim's lengths: its padded size
-                ctx.dims.mark_max_length(out.layer, dim_of)
+                ctx.dims.mark_size_tensor(out.layer, ctx.dims.lin_of(dim_of))
             return out
         if not isinstance(dim, int):  # torch.max(a, b): elementwise
             return apply(ctx, f"tf.{'maximum' if mode == 'max' else 'minimum'}({{0}}, {{1}})", x, dim)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..tensor import NEW_BATCH, DimInt
+from ..sizes import DimInt
+from ..tensor import NEW_BATCH
 from .common import T, sizes_arg
 from .meta import sym_shape
 from .registry import handles
@@ -175,7 +176,14 @@ def flatten(ctx, x, start_dim=0, end_dim=-1):
     r = ctx.ref(x)
     if r.ndim == 0:
         return reshape_ref(ctx, r, [1], (1,))
-    return reshape_ref(ctx, r, [None] * len(ctx.out.shape), tuple(ctx.out.shape))
+    s, e = start_dim % r.ndim, end_dim % r.ndim
+    sizes = list(sym_shape(ctx.dims, r))
+    merged = 1
+    for v in sizes[s:e + 1]:
+        merged = merged * v  # a DimInt product where a dynamic axis takes part
+    if any(d.is_batch_dim() for d in r.dims[s:e + 1]):
+        merged = int(ctx.out.shape[s])  # merging the batch axis: flatten_batch makes the dim
+    return reshape_ref(ctx, r, sizes[:s] + [merged] + sizes[e + 1:], tuple(ctx.out.shape))
 
 
 @handles(torch.unflatten, T.unflatten)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..sizes import DimInt
 from .common import T, cat_refs, range_ref, reverse_sequences, sizes_arg, slice_ref, stack_refs
 from .registry import handles
 
@@ -206,14 +207,21 @@ handles(torch.tril, T.tril)(_tri(False))
 
 @handles(T.repeat, torch.tile, T.tile)
 def repeat(ctx, x, *sizes):
-    """Tile: each axis repeated as a whole ``sizes[i]`` times (static axes; new leading axes too)."""
+    """Tile: each axis repeated as a whole ``sizes[i]`` times (static axes; new leading axes too); a
+    size-1 axis repeated a dynamic number of times (``x.unsqueeze(2).repeat(1, 1, T)``) is broadcast."""
     r = ctx.ref(x)
-    reps = [int(s) for s in sizes_arg(sizes)]
+    reps = [ctx.sym_size(s) for s in sizes_arg(sizes)]
     if ctx.func in (torch.tile, T.tile) and len(reps) < r.ndim:
         reps = [1] * (r.ndim - len(reps)) + reps
     n_new = len(reps) - r.ndim
     for _ in range(n_new):
         r = ctx.unsqueeze(r, 0)
+    if any(isinstance(k, DimInt) for k in reps):
+        if any(isinstance(k, DimInt) and r.shape[i] != 1 for i, k in enumerate(reps)):
+            raise NotImplementedError("repeat of an axis longer than 1 a dynamic number of times")
+        target = ctx.distinct([ctx.new_dim(k) if isinstance(k, DimInt) else d for d, k in zip(r.dims, reps)])
+        r = ctx.align(r, target, expand=True)
+        reps = [1 if isinstance(k, DimInt) else k for k in reps]
     dims = list(r.dims)
     for i, k in enumerate(reps):
         if k != 1:
