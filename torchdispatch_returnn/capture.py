@@ -177,7 +177,7 @@ class Capture:
         given = self.dims.given_lengths()
         feed = self._feeder.feed([self.inputs.values[k] for k in self.inputs.order], known_lengths=given)
         check(self.recorder.records, self._fetch, lambda fetches: self.session.run(fetches, feed_dict=feed),
-              self._fetch.lengths if given else None, self.atol, self.rtol)
+              self._fetch.lengths if given else None, self.atol, self.rtol, self.dims.full_sequences())
         if self.check and not self.parity.ok:
             raise ParityError(self.parity.failure_message())
 

@@ -109,6 +109,14 @@ class DimRegistry:
         """id(dim) -> lengths given at capture time."""
         return dict(self._given_lengths)
 
+    def full_sequences(self) -> np.ndarray | None:
+        """Which sequences have their full (padded) length along every dim with given lengths."""
+        full = None
+        for i, lens in self._given_lengths.items():
+            f = np.asarray(lens) == self._sizes[i]
+            full = f if full is None else full & f
+        return full
+
     def mark_flat_batch(self, new_batch: Dim, merged: tuple) -> None:
         """``new_batch`` was made by merging the dims ``merged`` (batch and one other axis)."""
         self._flat_batches[id(new_batch)] = tuple(merged)

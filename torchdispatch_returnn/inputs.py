@@ -163,7 +163,8 @@ class Inputs:
         for i, dim_name in sorted(length_pos.items()):
             new_args[i] = self._length_input(args[i], dim_name)
         keys = iter(self.order)
-        self.forward_args = [("lengths", length_pos[i]) if i in length_pos else ("input", next(keys))
+        kinds = {i: "rel_lengths" if args[i].dtype.is_floating_point else "lengths" for i in length_pos}
+        self.forward_args = [(kinds[i], length_pos[i]) if i in length_pos else ("input", next(keys))
                              for i in sorted(positions + list(length_pos))]
         return tuple(new_args)
 
@@ -173,16 +174,27 @@ class Inputs:
         if dim is None:
             raise InputSpecError(f"lengths refers to dim {dim_name!r}, which no input axis has in dynamic_shapes")
         t = plain(t)
-        n_batch = self.dims.size(batch_dim)
-        if t.dim() != 1 or t.shape[0] != n_batch or t.dtype.is_floating_point:
-            raise InputSpecError(f"lengths of {dim_name!r} must be an integer tensor of shape ({n_batch},), got "
+        n_batch, size = self.dims.size(batch_dim), self.dims.size(dim)
+        relative = t.dtype.is_floating_point  # SpeechBrain: lengths as fractions of the padded size
+        if t.dim() != 1 or t.shape[0] != n_batch:
+            raise InputSpecError(f"lengths of {dim_name!r} must be a tensor of shape ({n_batch},), got "
                                  f"{tuple(t.shape)} {t.dtype}")
-        if int(t.max()) > self.dims.size(dim) or int(t.min()) < 0:
-            raise InputSpecError(f"lengths of {dim_name!r} must lie in [0, {self.dims.size(dim)}]")
-        self.dims.set_given_lengths(dim, t.numpy().astype(np.int32))
-        ref = self.builder.add({"class": "length", "from": self.dims.layer_of(dim), "axis": dim}, (batch_dim,),
-                               t.dtype, site=None, scope="", name=f"{dim_name}_lengths")
-        self.dims.mark_lengths(ref.layer, dim)
+        lengths = torch.round(t.double() * size).long() if relative else t
+        if int(lengths.max()) > size or int(lengths.min()) < 0:
+            raise InputSpecError(f"lengths of {dim_name!r} must lie in [0, {size}]" + (" (as fractions: [0, 1])"
+                                                                                    if relative else ""))
+        self.dims.set_given_lengths(dim, lengths.numpy().astype(np.int32))
+        src = self.dims.layer_of(dim)
+        if relative:
+            ref = self.builder.add({"class": "length", "from": src, "axis": dim}, (batch_dim,), torch.int32,
+                                   site=None, scope="", name=f"{dim_name}_lengths")
+            d = {"class": "eval", "from": [ref], "eval": f"tf.cast(source(0), {tf_dtype(t.dtype)!r}) / "
+                 f"tf.cast(tf.reduce_max(source(0)), {tf_dtype(t.dtype)!r})", "out_type": {"dtype": tf_dtype(t.dtype)}}
+            ref = self.builder.add(d, (batch_dim,), t.dtype, site=None, scope="", name=f"{dim_name}_relative_lengths")
+        else:
+            ref = self.builder.add({"class": "length", "from": src, "axis": dim}, (batch_dim,), t.dtype,
+                                   site=None, scope="", name=f"{dim_name}_lengths")
+            self.dims.mark_lengths(ref.layer, dim)
         return wrap(t, ref, self.dispatcher)
 
     def require(self) -> None:

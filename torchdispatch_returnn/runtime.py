@@ -29,7 +29,7 @@ FORWARD_ARGS_KEY = "torch_forward_args"
 class ArgSpec:
     """One argument of ``run``: an extern data input (``key``), or the lengths of dim ``key``."""
 
-    kind: str  # "input" or "lengths"
+    kind: str  # "input", "lengths", or "rel_lengths" (lengths as fractions of the padded size)
     key: str
 
 
@@ -55,7 +55,7 @@ class Feeder:
         if unknown:
             raise InputSpecError(f"seq_lens names unknown dim(s) {unknown}; the dynamic dims are {self.dyn_names}")
         inputs = list(inputs)
-        n_len = sum(a.kind == "lengths" for a in self.forward_args)
+        n_len = sum(a.kind != "input" for a in self.forward_args)
         if len(inputs) == len(self.forward_args):
             args = self.forward_args
         elif n_len and len(inputs) == len(self.input_keys):
@@ -63,18 +63,28 @@ class Feeder:
         else:
             want = ", ".join(f"{a.key}" if a.kind == "input" else f"lengths of {a.key!r}" for a in self.forward_args)
             raise InputSpecError(f"expected {len(self.forward_args)} argument(s) ({want}), got {len(inputs)}")
-        arrays = {}
+        arrays = {a.key: _np(x) for a, x in zip(args, inputs) if a.kind == "input"}
         for a, x in zip(args, inputs):
-            if a.kind == "lengths":
-                if a.key in seq_lens:
-                    raise InputSpecError(f"lengths of {a.key!r} given twice (argument and seq_lens)")
-                seq_lens[a.key] = x
-            else:
-                arrays[a.key] = _np(x)
+            if a.kind == "input":
+                continue
+            if a.key in seq_lens:
+                raise InputSpecError(f"lengths of {a.key!r} given twice (argument and seq_lens)")
+            seq_lens[a.key] = x if a.kind == "lengths" else self._from_relative(x, a.key, arrays)
         feed: dict = {}
         for key in self.input_keys:
             self._feed_input(feed, key, arrays[key], seq_lens, known_lengths)
         return feed
+
+    def _from_relative(self, rel: Any, name: str, arrays: dict) -> np.ndarray:
+        """Lengths given as fractions of the padded size (SpeechBrain's relative lengths)."""
+        rel = _np(rel)
+        if rel.dtype.kind != "f" or rel.ndim != 1 or (rel.size and (rel.min() < 0 or rel.max() > 1)):
+            raise InputSpecError(f"relative lengths of dim {name!r} must be floats in [0, 1] of shape (batch,)")
+        for key, arr in arrays.items():
+            for ax, d in enumerate(self.network.extern_data.data[key].dims):
+                if d.description == name and not d.is_batch_dim():
+                    return np.round(rel.astype(np.float64) * arr.shape[ax]).astype(np.int32)
+        raise InputSpecError(f"no input has the dim {name!r} of the relative lengths")
 
     def _feed_input(self, feed: dict, key: str, arr: np.ndarray, seq_lens: dict, known: dict | None) -> None:
         data = self.network.extern_data.data[key]

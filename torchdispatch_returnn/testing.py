@@ -56,7 +56,9 @@ def assert_converts(model: torch.nn.Module, *inputs: torch.Tensor, dynamic_shape
     try:
         batch_axes = [_batch_axis(ref) for _, ref in net._outputs]
         for sizes in [None] + spec.other_sizes(other_lengths):
-            xs = inputs if sizes is None else spec.resized(sizes, seed)
+            # (lengths arguments: full lengths here; shorter sequences are the padded check's)
+            xs = (spec.resized(spec.sizes, seed) if spec.lengths else inputs) if sizes is None else \
+                spec.resized(sizes, seed)
             with torch.no_grad():
                 want = _outputs(model(*_clone(xs)))
             for what, got in (("net.run", net.run(*xs)), ("fresh network from the written config", fresh.run(*xs))):
@@ -123,9 +125,10 @@ class _Spec:
         for i, t in enumerate(self.inputs):
             if i in self.lengths:
                 name = self.lengths[i]
-                n = (lens or {}).get(name)
-                out.append(torch.as_tensor(n, dtype=t.dtype) if n is not None else
-                           torch.full_like(t, sizes[name]))
+                n = torch.as_tensor((lens or {}).get(name, [sizes[name]] * len(t)), dtype=torch.float64)
+                if t.dtype.is_floating_point:  # relative lengths (fractions of the padded size)
+                    n = n / sizes[name]
+                out.append(n.to(t.dtype))
                 continue
             for a, name in self.axes[i].items():
                 if name in sizes:

@@ -19,7 +19,7 @@ def pad(ctx, input, pad, mode="constant", value=None):
     if mode not in _MODES:
         raise NotImplementedError(f"F.pad mode {mode!r}")
     r = ctx.ref(input)
-    amounts = [ctx.sym_size(p) for p in pad]
+    amounts = [p if isinstance(p, DimInt) else int(p) for p in pad]  # (no recovery by value: amounts are no sizes)
     fill = float(value or 0.0) if r.dtype.is_floating_point else int(value or 0)
     if any(isinstance(a, DimInt) or a < 0 for a in amounts):  # sizes from shapes, or cropping
         if mode != "constant":

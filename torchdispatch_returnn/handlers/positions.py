@@ -153,21 +153,33 @@ def _slice_layer(ctx, r: Ref, ax: int, start: int, end: int | None, step: int, o
 # -- cat / stack / reverse --------------------------------------------------------------------------
 def cat_refs(ctx, refs: Sequence[Ref], ax: int) -> Ref:
     """Concatenate along axis ``ax`` (other axes renamed to the first's; ragged-safe along a
-    dynamic axis: each sequence's parts follow each other without padding in between)."""
+    dynamic axis: each sequence's parts follow each other without padding in between; a tensor
+    without batch axis is concatenated at its padded sizes, as torch)."""
     first = refs[0]
     refs = [first] + [ctx.rename(r, {d: t for i, (d, t) in enumerate(zip(r.dims, first.dims)) if i != ax})
                       for r in refs[1:]]
-    out_dim = refs[0].dims[ax]
+    per_seq = any(d.is_batch_dim() for d in first.dims)
+    pending = [refs[0]]
     for r in refs[1:]:
+        if per_seq and any(p.dims[ax].is_dynamic() for p in pending):
+            pending = [_ragged_pair(ctx, _concat(ctx, pending, ax), r, ax)]
+        else:
+            pending.append(r)
+    return _concat(ctx, pending, ax)
+
+
+def _concat(ctx, parts: Sequence[Ref], ax: int) -> Ref:
+    if len(parts) == 1:
+        return parts[0]
+    out_dim = parts[0].dims[ax]
+    for r in parts[1:]:
         out_dim = ctx.dims.derive("add", out_dim, r.dims[ax])
     if isinstance(out_dim, int):
         out_dim = ctx.dims.static(out_dim, f"{ctx.op_name}_dim")
-    elif any(r.dims[ax].is_dynamic() for r in refs[:-1]):
-        return _ragged_cat(ctx, refs, ax)
-    dims = list(first.dims)
+    dims = list(parts[0].dims)
     dims[ax] = out_dim
-    return ctx.layer({"class": "concat", "from": [(r, r.dims[ax]) for r in refs], "out_dim": out_dim}, dims,
-                     dtype=first.dtype)
+    return ctx.layer({"class": "concat", "from": [(r, r.dims[ax]) for r in parts], "out_dim": out_dim}, dims,
+                     dtype=parts[0].dtype)
 
 
 def stack_refs(ctx, refs: Sequence[Ref], ax: int) -> Ref:
@@ -177,24 +189,23 @@ def stack_refs(ctx, refs: Sequence[Ref], ax: int) -> Ref:
     return cat_refs(ctx, [ctx.unsqueeze(r, ax) for r in refs], ax)
 
 
-def _ragged_cat(ctx, refs: Sequence[Ref], ax: int) -> Ref:
+def _ragged_pair(ctx, a: Ref, b: Ref, ax: int) -> Ref:
     """cat along a dynamic axis, per sequence: [a(len_a), b(len_b)] with no padding in between.
     A plain concat leaves a's padding in the middle; a per-sequence gather closes the gap."""
-    a, b = refs[0], refs[1]
     da, db = a.dims[ax], b.dims[ax]
-    tt = ctx.dims.derive("add", da, db)
-    dims = list(a.dims)
-    dims[ax] = tt
-    naive = ctx.layer({"class": "concat", "from": [(a, da), (b, db)], "out_dim": tt}, dims, dtype=a.dtype)
+    naive = _concat(ctx, [a, b], ax)
+    tt = naive.dims[ax]
+    dims = list(naive.dims)
     pos = range_ref(ctx, tt)
     la, lb = ctx.size_ref(da, dims), ctx.size_ref(db, dims)
     batch = [d for d in dims if d.is_batch_dim()]
-    ma = ctx.layer({"class": "reduce", "from": la, "mode": "max", "axes": batch}, [], dtype=torch.int32)
+    ma = ctx.layer({"class": "reduce", "from": la, "mode": "max", "axes": batch}, [], dtype=torch.int32) \
+        if la.dims else la
     idx = ctx.eval("(lambda t, l1, m1, l2: tf.where(t < l1, t, tf.where(t < l1 + l2, t - l1 + m1, 0)))("
                    "tf.cast(source(0), tf.int64), tf.cast(source(1), tf.int64), tf.cast(source(2), tf.int64), "
-                   "tf.cast(source(3), tf.int64))", [pos, la, ma, lb], list(la.dims) + [tt], dtype=torch.int64)
-    out = ctx.layer({"class": "gather", "from": naive, "axis": tt, "position": idx}, dims, dtype=a.dtype)
-    return _ragged_cat(ctx, [out] + list(refs[2:]), ax) if len(refs) > 2 else out
+                   "tf.cast(source(3), tf.int64))", [pos, la, ma, lb],
+                   list(dict.fromkeys(list(la.dims) + list(lb.dims) + [tt])), dtype=torch.int64)
+    return ctx.layer({"class": "gather", "from": naive, "axis": tt, "position": idx}, dims, dtype=a.dtype)
 
 
 def reverse_sequences(ctx, r: Ref, t_dim: Dim, b_dim: Dim) -> Ref:

@@ -60,6 +60,16 @@ def _arg(mode):
     return h
 
 
+@handles(torch.any, T.any, torch.all, T.all)
+def any_all(ctx, x, dim=None, keepdim=False, *, out=None):
+    """Whether any / all elements (over ``dim``, or all axes) are non-zero (masked over a dynamic axis:
+    only the valid frames count)."""
+    r = ctx.cast(ctx.ref(x), torch.bool)
+    mode = "max" if ctx.func in (torch.any, T.any) else "min"
+    y = reduce_ref(ctx, ctx.cast(r, torch.int32), mode, _axes(r, dim), keepdim, dtype=torch.int32)
+    return ctx.cast(y, torch.bool)
+
+
 handles(torch.argmax, T.argmax)(_arg("argmax"))
 handles(torch.argmin, T.argmin)(_arg("argmin"))
 

@@ -100,7 +100,7 @@ def expand(ctx, x, *sizes):
             target.append(r.dims[k - n_new])
         else:
             target.append(ctx.new_dim(s, f"{ctx.op_name}_dim"))
-    return ctx.align(r, target, expand=True)
+    return ctx.align(r, ctx.distinct(target), expand=True)
 
 
 @handles(T.expand_as)
@@ -109,7 +109,7 @@ def expand_as(ctx, x, other):
     return ctx.align(ctx.ref(x), ctx.ref(other).dims, expand=True)
 
 
-def _splitsizes_arg(total, split_size_or_sections):
+def _split_sizes(total, split_size_or_sections):
     if isinstance(split_size_or_sections, int):
         n = split_size_or_sections
         return [min(n, total - i) for i in range(0, total, n)]
@@ -131,7 +131,7 @@ def _split_refs(ctx, x, sizes, dim):
 @handles(torch.split, T.split, torch.split_with_sizes, T.split_with_sizes)
 def split(ctx, x, split_size_or_sections, dim=0):
     """Split into pieces of the given size(s)."""
-    return _split_refs(ctx, x, _splitsizes_arg(x.shape[dim], split_size_or_sections), dim)
+    return _split_refs(ctx, x, _split_sizes(x.shape[dim], split_size_or_sections), dim)
 
 
 @handles(torch.chunk, T.chunk)
@@ -168,16 +168,15 @@ def stack(ctx, tensors, dim=0, *, out=None):
 
 
 @handles(torch.flip, T.flip)
-def flip(ctx, x, *dims):
-    """Reverse the order along ``dims``."""
+def flip(ctx, x, *args, dims=None):
+    """Reverse the order along ``dims`` (each sequence within its own length along a dynamic axis;
+    the padded axis where the tensor has no batch axis, as torch)."""
     r = ctx.ref(x)
-    axes = sorted({d % r.ndim for d in sizes_arg(dims)})
+    axes = sorted({d % r.ndim for d in sizes_arg(args if dims is None else [dims])})
     for ax in axes:
         d = r.dims[ax]
-        if d.is_dynamic():  # reverse each sequence within its own length
-            batch = next((b for b in r.dims if b.is_batch_dim()), None)
-            if batch is None:
-                raise NotImplementedError("flip along a dynamic axis of a tensor without batch axis")
+        batch = next((b for b in r.dims if b.is_batch_dim()), None)
+        if d.is_dynamic() and not d.is_batch_dim() and batch is not None:
             r = reverse_sequences(ctx, r, d, batch)
         else:
             r = ctx.eval("tf.reverse(source(0), axis=[{axis}])", [r], r.dims, axis=d, dtype=r.dtype)
@@ -255,4 +254,20 @@ def roll(ctx, x, shifts, dims=None):
         tail = slice_ref(ctx, r, ax, n - s, n)
         head = slice_ref(ctx, r, ax, 0, n - s)
         r = cat_refs(ctx, [tail, head], ax)
+    return r
+
+
+@handles(torch.diff, T.diff)
+def diff(ctx, x, n=1, dim=-1, prepend=None, append=None):
+    """x[1:] - x[:-1] along ``dim`` (``n`` times), after ``prepend``/``append`` (per sequence along a
+    dynamic axis)."""
+    r = ctx.ref(x)
+    ax = dim % r.ndim
+    parts = [ctx.cast(ctx.ref(t), r.dtype) for t in (prepend, x, append) if t is not None]
+    r = cat_refs(ctx, parts, ax) if len(parts) > 1 else r
+    for _ in range(n):
+        hi, lo = slice_ref(ctx, r, ax, 1, None), slice_ref(ctx, r, ax, 0, -1)
+        lo = ctx.rename(lo, {lo.dims[ax]: hi.dims[ax]})
+        op = "tf.not_equal" if r.dtype == torch.bool else "tf.subtract"
+        r = ctx.eval(f"{op}(source(0), source(1))", [hi, lo], hi.dims, dtype=r.dtype)
     return r
