@@ -87,3 +87,28 @@ def test_boolean_mask_read_is_a_clear_error():
     with pytest.raises(UnsupportedOpError, match="boolean mask"):
         with returnn_capture(dynamic_shapes=({1: "time"},)):
             nn.Sequential(nn.Identity())(X)[X > 0]
+
+
+def test_relative_shift_by_pad_and_view():
+    def f(x):  # Transformer-XL / ESPnet rel_shift of (B, H, T, 2T-1) scores, exact at every length
+        b, t, _ = x.shape
+        pos = torch.arange(2 * t - 1).float()
+        scores = (x.sum(-1)[:, None, :, None] * pos[None, None, None, :]).expand(b, 2, t, 2 * t - 1)
+        zero_pad = torch.zeros((*scores.size()[:3], 1))
+        padded = torch.cat([zero_pad, scores], dim=-1).view(*scores.size()[:2], scores.size(3) + 1, scores.size(2))
+        out = padded[:, :, 1:].view_as(scores)[:, :, :, : scores.size(-1) // 2 + 1]
+        return out  # (B, H, T, T)
+
+    check(f, X, padded=False)
+
+
+def test_relative_shift_speechbrain_style():
+    def f(x):
+        b, t, _ = x.shape
+        s = x[:, None, :, :1] * torch.arange(2 * t - 1).float()  # (B, 1, T, 2T-1)
+        h, qlen, pos_len = s.shape[1], s.shape[2], s.shape[3]
+        s = torch.nn.functional.pad(s, pad=(1, 0))
+        s = s.view(b, h, -1, qlen)
+        return s[:, :, 1:].view(b, h, qlen, pos_len)
+
+    check(f, X, padded=False)

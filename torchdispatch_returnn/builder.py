@@ -68,6 +68,7 @@ class Builder:
         name = self.namer.reserve("data" if key == "data" else f"data:{key}")
         layer = Layer(None, tuple(opts["dim_tags"]), torch.float32, name=name, built=True)
         self.dims.note_layer(layer, layer.dims)
+        self.dims.mark_plain(*(d for d in layer.dims if d.is_static()))
         self.input_layers.append(layer)
         return layer
 
@@ -192,12 +193,14 @@ class Builder:
         dims = []
         for i, s in enumerate(value.shape):
             p = prefer[i] if prefer is not None and i < len(prefer) else None
-            ok = p is not None and p.is_static() and p.dimension == s and not any(p is d for d in dims)
+            ok = p is not None and p.is_static() and p.dimension == s and not any(p is d for d in dims) \
+                and self.dims.is_plain(p)  # RETURNN takes no derived dim as a parameter shape
             dims.append(p if ok else self.dims.static(s, f"{key}:{i}"))
         d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": trainable,
              "name_scope": "/" + _scope_of(key), "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
         ref = self.add(d, dims, value.dtype, site=None, scope="", name=key)
         self.var_values.append((ref.layer, value.cpu().numpy()))
+        self.dims.mark_plain(*dims)
         return ref
 
     def constant(self, value: torch.Tensor, dims=None, scope: str = "") -> Ref:

@@ -75,7 +75,7 @@ class OpContext:
         if dtype is None:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else inputs[0].dtype
         d = {"class": "eval", "from": list(inputs), "eval": expr, "allow_broadcast_all_sources": True,
-             "out_type": {"dtype": tf_dtype(dtype)}}
+             "out_type": {"dim_tags": list(dims), "dtype": tf_dtype(dtype)}}
         if axis is not None:
             dims_locals = {**(dims_locals or {}), "axis": axis}
         for key, dim in (dims_locals or {}).items():  # "{key}" -> RETURNN axis index of that dim

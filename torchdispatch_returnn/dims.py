@@ -60,6 +60,7 @@ class DimRegistry:
         self._escaped: dict[int, dict[str, Lin]] = {}  # int value -> sizes the user's code turned into it
         self._lins: dict[int, Lin] = {}  # id(derived dim) -> its linear expression over base dims
         self._twin_of: dict[int, Dim] = {}  # id(twin dim) -> the dim whose lengths it has
+        self._plain: set[int] = set()  # ids of static dims a parameter may take (see mark_plain)
         self._by_lin: dict[tuple, Dim] = {}  # canonical linear expression -> the dim made for it
         self._given_lengths: dict[int, np.ndarray] = {}  # id(dim) -> lengths given at capture time
         self._flat_batches: dict[int, tuple[Dim, ...]] = {}  # id(merged batch dim) -> the dims merged
@@ -170,6 +171,14 @@ class DimRegistry:
         twin = self.dynamic(name, self.size(dim), kind="twin")
         self._twin_of[id(twin)] = self._twin_of.get(id(dim), dim)
         return twin
+
+    def mark_plain(self, *dims: Dim) -> None:
+        """Static dims of inputs and parameters: no layer declares them the same as a derived dim, so a
+        parameter may take them as its shape."""
+        self._plain.update(id(d) for d in dims)
+
+    def is_plain(self, dim: Dim) -> bool:
+        return id(dim) in self._plain
 
     def twin_origin(self, dim: Dim) -> Dim:
         """The dim a twin was made from (same lengths), or ``dim`` itself."""
@@ -296,7 +305,7 @@ class DimRegistry:
 
 
 def _key(lin: Lin) -> tuple:
-    return tuple(sorted((id(d), k) for d, k in lin.terms)), lin.const
+    return lin.key()
 
 
 _STATIC_OPS = {

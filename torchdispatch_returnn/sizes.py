@@ -54,6 +54,15 @@ class Lin:
     def is_const(self) -> bool:
         return not self.terms
 
+    def key(self) -> tuple:
+        return tuple(sorted((id(d), k) for d, k in self.terms)), self.const
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Lin) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
     def __repr__(self) -> str:
         parts = [f"{k}*{d.description}" for d, k in self.terms] + ([str(self.const)] if self.const else [])
         return " + ".join(parts) or "0"
@@ -138,8 +147,13 @@ class DimInt(int):
 
     # -- division: a new dim where the dividend is one --------------------------------------------------
     def __floordiv__(self, other):
-        if isinstance(other, int) and not isinstance(other, DimInt) and other > 0 and self.dim is not None:
-            return self._derived("floordiv", self.dim, int(other), int(self) // int(other))
+        if isinstance(other, int) and not isinstance(other, DimInt) and other > 0:
+            k = int(other)
+            if all(c % k == 0 for _, c in self.lin.terms):  # (2T - 1) // 2 = T - 1: exact for integer T
+                return self._new(int(self) // k, Lin(tuple((d, c // k) for d, c in self.lin.terms),
+                                                      self.lin.const // k))
+            if self.dim is not None:
+                return self._derived("floordiv", self.dim, k, int(self) // k)
         return int(self) // other
 
     def __rfloordiv__(self, other):

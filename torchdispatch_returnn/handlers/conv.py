@@ -4,6 +4,7 @@ weight (a variable layer) as filter. Output lengths of dynamic axes are derived 
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from .._backend import tf_dtype
@@ -137,3 +138,23 @@ def conv_transpose1d(ctx, input, weight, bias=None, stride=1, padding=0, output_
 def conv_transpose2d(ctx, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """2-D transposed convolution over (B, C, H, W)."""
     return conv_transpose_nd(ctx, 2, input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+@handles(F.unfold)
+def unfold_windows(ctx, input, kernel_size, dilation=1, padding=0, stride=1):
+    """im2col: each (kh, kw) window as a column, (B, C*kh*kw, L): a conv with a one-hot kernel
+    (output channel c*kh*kw + i*kw + j reads channel c at window position (i, j), as torch orders them)."""
+    r = ctx.ref(input)
+    if r.ndim != 4:
+        raise NotImplementedError("F.unfold of a tensor without batch axis")
+    kh, kw = ntuple(kernel_size, 2)
+    ck = r.shape[1] * kh * kw
+    eye = torch.eye(ck, dtype=input.dtype).view(ck, r.shape[1], kh, kw)
+    y = conv_nd(ctx, 2, input, eye, None, stride, padding, dilation, 1)  # (B, CK, nH, nW)
+    nh, nw = y.dims[2], y.dims[3]
+    if nw.dimension == 1 or nh.dimension == 1:
+        return ctx.squeeze(y, 3 if nw.dimension == 1 else 2)
+    merged = ctx.dims.derive("mul", nh, nw)
+    merged = merged if not isinstance(merged, int) else ctx.dims.static(merged, f"{ctx.op_name}_windows")
+    return ctx.layer({"class": "merge_dims", "from": y, "axes": [nh, nw], "out_dim": merged},
+                     [y.dims[0], y.dims[1], merged])

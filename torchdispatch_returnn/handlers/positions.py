@@ -119,6 +119,8 @@ def dyn_slice(ctx, r: Ref, ax: int, start: Any, stop: Any, step: int = 1) -> Ref
             out_dim = ctx.dims.derive("ceildiv", out_dim, step)
         if out_dim is None:
             raise NotImplementedError(f"a slice of length {n!r}, which is no dim")
+        if any(x is out_dim for i, x in enumerate(r.dims) if i != ax):  # x[..., :T] of a (T, 2T-1) tensor
+            out_dim = ctx.distinct([out_dim, out_dim])[1]
     if d.is_dynamic() and lo.is_const and lo.const >= 0 and rest.is_const and rest.const <= 0:
         # x[:, c:T-k]: RETURNN's slice follows each sequence
         return _slice_layer(ctx, r, ax, lo.const, rest.const or None, step, out_dim)

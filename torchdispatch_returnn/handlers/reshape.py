@@ -12,7 +12,7 @@ import torch
 
 from ..sizes import DimInt
 from ..tensor import NEW_BATCH
-from .common import T, sizes_arg
+from .common import T, clip_positions, gather_ref, range_ref, size_value_ref, sizes_arg
 from .meta import sym_shape
 from .registry import handles
 
@@ -52,6 +52,11 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
             continue
         if any(d.is_batch_dim() for d in in_dims):
             r, produced = _batch_reshape(ctx, r, in_dims, gj, out_shape, hints)
+            new_dims.update(produced)
+            continue
+        if len(gj) > 1 and (sum(d.is_dynamic() for d in in_dims) > 1 or
+                            sum(h is not None and h.is_dynamic() for h in (hints[k] for k in gj)) > 1):
+            r, produced = _flat_reshape(ctx, r, in_dims, gj, out_shape, hints)
             new_dims.update(produced)
             continue
         if len(in_dims) > 1:
@@ -117,6 +122,43 @@ def _batch_reshape(ctx, r, in_dims, gj, out_shape, hints):
         out = ctx.layer({"class": "unflatten_batch", "from": r}, dims, dtype=r.dtype, shape=tuple(shape))
         return out, {gj[0]: out.dims[pos], gj[1]: orig[1]}
     raise NotImplementedError("reshape that merges the batch axis with more than one axis, or splits it")
+
+
+def _flat_reshape(ctx, r, in_dims, gj, out_shape, hints):
+    """A reshape among several dynamic axes (the pad-and-view relative shift of Transformer-XL): torch's
+    row-major reshape of the padded tensor, as a gather by flat position from the merged input axes."""
+    out = [hints[k] for k in gj]
+    rest = list(in_dims)
+    for h in out:  # the dims left over for the one output size without a dim (-1)
+        if h is not None:
+            match = next((i for i, d in enumerate(rest) if d is h or ctx.dims.lin_of(d) == ctx.dims.lin_of(h)), None)
+            if match is not None:
+                rest.pop(match)
+    for k, h in enumerate(out):
+        if h is None:
+            dyn = [d for d in rest if d.is_dynamic()]
+            if len(dyn) > 1 or (dyn and int(ctx.dims.size(dyn[0])) != out_shape[gj[k]]):
+                raise NotImplementedError("a reshape among dynamic axes with an output size that is no dim")
+            out[k] = dyn[0] if dyn else ctx.dims.static(out_shape[gj[k]], f"{ctx.op_name}_split")
+    out = ctx.distinct(out)
+    merged = _product_dim(ctx, in_dims)
+    axes_pos = [_pos(r.dims, d) for d in in_dims]
+    dims = [d for k, d in enumerate(r.dims) if k not in axes_pos]
+    at = min(axes_pos)
+    dims.insert(at, merged)
+    flat = ctx.layer({"class": "merge_dims", "from": r, "axes": in_dims, "out_dim": merged}, dims, dtype=r.dtype)
+    srcs, terms = [], []
+    for k, d in enumerate(out):
+        srcs.append(range_ref(ctx, d))
+        term = f"source({len(srcs) - 1})"
+        for later in out[k + 1:]:
+            srcs.append(size_value_ref(ctx, ctx.dims.lin_of(later)) if later.is_dynamic() else
+                        ctx.const(torch.tensor(later.dimension, dtype=torch.int64), []))
+            term += f" * source({len(srcs) - 1})"
+        terms.append(term)
+    pos = ctx.eval(" + ".join(terms), srcs, out, dtype=torch.int64)
+    pos = clip_positions(ctx, pos, flat, at)
+    return gather_ref(ctx, flat, at, pos, out), dict(zip(gj, out))
 
 
 def _product_dim(ctx, dims):

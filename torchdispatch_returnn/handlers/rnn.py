@@ -265,8 +265,12 @@ def _check_lengths(ctx, lengths, t_dim, r):
         if lengths.dim() == 1:
             ctx.record(own, lengths.detach())
         return
-    vals = torch.as_tensor(lengths).tolist()
-    if not t_dim.is_dynamic() or any(int(v) != r.shape[r.dims.index(t_dim)] for v in vals):
+    vals = [int(v) for v in torch.as_tensor(lengths).tolist()]
+    given = ctx.dims.given_lengths().get(id(t_dim))
+    if given is not None and vals == [int(v) for v in given]:  # lengths.cpu().numpy(): the dim's lengths by value
+        ctx.note("pack_padded_sequence lengths taken as the dim's lengths (equal values at capture time)")
+        return
+    if not t_dim.is_dynamic() or any(v != r.shape[r.dims.index(t_dim)] for v in vals):
         raise NotImplementedError(
             "pack_padded_sequence with lengths that are not the sequence lengths of a dynamic dim: pass the "
             "lengths as a forward argument tied with returnn_capture(lengths={...})")
