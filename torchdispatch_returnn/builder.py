@@ -22,7 +22,7 @@ from ._backend import Config, Dim, Tensor, TFNetwork, quiet, tf_dtype
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, error_summary
 from .naming import Namer, role_of
-from .tensor import NEW_BATCH, Layer, Ref, ReturnnTensor, plain
+from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +86,14 @@ class Builder:
         if self.network is None:
             raise CaptureError("no network input yet: call a module with its input tensors, or net.input()")
         dims = tuple(dims)
-        layer = Layer(desc, dims, dtype, site=site, role=role_of(desc), scope=scope, shape=shape)
+        layer = Layer(desc, tuple(expand_dims(dims)), dtype, site=site, role=role_of(desc), scope=scope, shape=shape)
         if name is not None:
             layer.name = self.namer.claim(name)
         self.layers.append(layer)
         self.dims.note_layer(layer, dims)
         if any(x is NEW_BATCH for x in dims):
             self.flush()
-            dims = layer.dims
+            dims = layer.dims  # (a layer that makes a batch dim has no merged axes)
         sizes = tuple(self.dims.size(x) for x in dims)
         return Ref(layer, dims, sizes, dtype)
 
@@ -128,6 +128,10 @@ class Builder:
 
     def _construct(self, layer: Layer) -> None:
         name, d = layer.name, to_names(layer.desc)
+        if _has_merged(d):
+            raise LayerBuildError(f"layer {name!r} ({d.get('class')}) works along an axis that merges the batch "
+                                  "with another axis (x.view(B * K, ...)); only elementwise ops, convs and reshapes "
+                                  "back are supported on such a tensor").at(layer.site)
         net = self.network
         net.layers_desc[name] = d
         try:
@@ -246,10 +250,22 @@ def to_names(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_names(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [to_names(v) for v in obj]
+        return [to_names(v) for v in expand_dims(obj)] if any(isinstance(v, MergedDim) for v in obj) else \
+            [to_names(v) for v in obj]
     if isinstance(obj, tuple):
         return tuple(to_names(v) for v in obj)
     return obj
+
+
+def _has_merged(obj: Any) -> bool:
+    """A merged axis where RETURNN would need a real dim (lists of dims are expanded first)."""
+    if isinstance(obj, MergedDim):
+        return True
+    if isinstance(obj, dict):
+        return any(_has_merged(k) or _has_merged(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return any(_has_merged(v) for v in obj)
+    return False
 
 
 def captured_by(x: Any, dispatcher: Any) -> bool:

@@ -19,7 +19,7 @@ from .dims import DimRegistry, find_axis
 from .errors import OpSite
 from .parity import Recorder
 from .sizes import DimInt
-from .tensor import Ref
+from .tensor import MergedDim, Ref, expand_dims
 
 
 class OpContext:
@@ -228,10 +228,24 @@ class OpContext:
         return self.layer({"class": "reinterpret_data", "from": r, "set_dim_tags": mapping}, dims, dtype=r.dtype)
 
     def transpose_to(self, r: Ref, dims: Sequence[Dim]) -> Ref:
-        """Same layer, axes in a new torch order (meta only, no layer)."""
-        assert len(dims) == r.ndim
-        shape = tuple(r.shape[find_axis(r.dims, d)] for d in dims)
-        return Ref(r.layer, tuple(dims), shape, r.dtype)
+        """Same layer, axes in a new torch order (meta only, no layer); an axis may be a ``MergedDim``
+        of adjacent-in-meaning axes of ``r`` (or of one of its merged axes)."""
+        sizes = {id(d): s for d, s in zip(r.dims, r.shape)}
+        for d in r.dims:
+            if isinstance(d, MergedDim):
+                for p in d.parts:
+                    sizes[id(p)] = self.dims.size(p)
+        assert len(expand_dims(dims)) == len(expand_dims(r.dims))
+        shape = []
+        for d in dims:
+            if isinstance(d, MergedDim):
+                n = 1
+                for p in d.parts:
+                    n *= sizes[id(p)]
+                shape.append(n)
+            else:
+                shape.append(sizes[id(d)] if id(d) in sizes else r.shape[find_axis(r.dims, d)])
+        return Ref(r.layer, tuple(dims), tuple(shape), r.dtype)
 
     def align(self, r: Ref, target: Sequence[Dim], *, expand: bool = False) -> Ref:
         """``r`` broadcast by torch's positional rule (right-aligned) onto the dims ``target``:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._backend import Dim, batch_dim
 from .sizes import DimInt, Lin
-from .tensor import Layer
+from .tensor import Layer, MergedDim, expand_dims
 
 logger = logging.getLogger(__name__)
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -69,7 +69,7 @@ class DimRegistry:
     # -- layers that carry a dim ------------------------------------------------------------------
     def note_layer(self, layer: Layer, dims) -> None:
         """Remember ``layer`` as one that has each of the dynamic ``dims`` (the first one wins)."""
-        for x in dims:
+        for x in expand_dims(dims):
             if isinstance(x, Dim) and x.is_dynamic():
                 self._layers.setdefault(id(x), layer)
 
@@ -127,6 +127,11 @@ class DimRegistry:
 
     def size(self, dim: Dim) -> int:
         """The size of ``dim`` at capture time (static size, or the traced length)."""
+        if isinstance(dim, MergedDim):
+            n = 1
+            for p in dim.parts:
+                n *= self.size(p)
+            return n
         if dim.dimension is not None:
             return dim.dimension
         return self._sizes[id(dim)]
@@ -227,16 +232,22 @@ class DimRegistry:
 
     def lin_of(self, dim: Dim) -> Lin:
         """``dim`` as a linear expression over base dims (``T + 1`` for the dim made as T + 1)."""
+        if isinstance(dim, MergedDim):  # B * K: the dynamic part times the static ones
+            dyn = [p for p in dim.parts if p.is_dynamic()]
+            static = self.size(dim) // max(1, self.size(dyn[0])) if len(dyn) == 1 else None
+            if static is None:
+                raise NotImplementedError(f"the size of the merged axis {dim}")
+            return self.lin_of(dyn[0]).scale(static)
         lin = self._lins.get(id(dim))
         return lin if lin is not None else Lin(((dim, 1),))
 
     def dim_of(self, lin: Lin) -> Dim | None:
         """The dim a size expression is (``2 * T - 1``), or None if RETURNN has no dim for it
         (a negative coefficient, or no dim at all)."""
-        if not lin.terms or any(k <= 0 for _, k in lin.terms):
-            return None
         if len(lin.terms) == 1 and lin.terms[0][1] == 1 and not lin.const:
             return lin.terms[0][0]
+        if not lin.terms or any(k <= 0 or d.is_batch_dim() for d, k in lin.terms):
+            return None  # (a product with the batch size is a merged axis, no dim)
         known = self._by_lin.get(_key(lin))
         if known is not None:
             return known

@@ -19,7 +19,7 @@ import torch
 from ._backend import Config, TFNetwork, ensure_returnn, quiet, tf
 from .dims import find_axis
 from .errors import InputSpecError
-from .tensor import Ref
+from .tensor import MergedDim, Ref, expand_dims
 
 #: config variable holding the forward's argument kinds, so a fresh network takes the same arguments
 FORWARD_ARGS_KEY = "torch_forward_args"
@@ -140,11 +140,21 @@ class Fetcher:
 
     def __call__(self, ref: Ref) -> Any:
         out = self.network.get_layer(ref.name).output
-        perm = [find_axis(out.dims, d) for d in ref.dims]
-        key = (ref.name, tuple(perm))
+        perm = [find_axis(out.dims, d) for d in expand_dims(ref.dims)]
+        merged = any(isinstance(d, MergedDim) for d in ref.dims)
+        key = (ref.name, tuple(perm), tuple(len(expand_dims([d])) for d in ref.dims))
         if key not in self._cache:
             with self.graph.as_default():
-                self._cache[key] = tf.transpose(out.placeholder, perm) if perm != sorted(perm) else out.placeholder
+                t = tf.transpose(out.placeholder, perm) if perm != sorted(perm) else out.placeholder
+                if merged:  # the torch view merges some axes
+                    shape, k = tf.shape(t), 0
+                    new = []
+                    for d in ref.dims:
+                        n = len(expand_dims([d]))
+                        new.append(tf.reduce_prod(shape[k:k + n]))
+                        k += n
+                    t = tf.reshape(t, tf.stack(new))
+                self._cache[key] = t
         return self._cache[key]
 
     def lengths(self, ref: Ref) -> dict:

@@ -65,6 +65,44 @@ class Layer:
         return f"Layer({self.path})"
 
 
+class MergedDim:
+    """One torch axis made of several RETURNN dims in row-major order (``x.view(B * K, ...)`` of a
+    (B, K, ...) tensor): the layers keep the dims apart, only the torch view merges them."""
+
+    def __init__(self, parts: tuple):
+        self.parts = tuple(parts)
+        self.description = "*".join(getattr(p, "description", "?") or "?" for p in self.parts)
+        sizes = [p.dimension for p in self.parts]
+        self.dimension = None if any(s is None for s in sizes) else _prod(sizes)
+
+    def is_dynamic(self) -> bool:
+        return any(p.is_dynamic() for p in self.parts)
+
+    def is_static(self) -> bool:
+        return not self.is_dynamic()
+
+    def is_batch_dim(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"Merged({self.description})"
+
+
+def expand_dims(dims) -> list:
+    """``dims`` with each merged axis replaced by its parts (the dims the layer really has)."""
+    out = []
+    for d in dims:
+        out.extend(d.parts if isinstance(d, MergedDim) else [d])
+    return out
+
+
+def _prod(sizes) -> int:
+    n = 1
+    for s in sizes:
+        n *= s
+    return n
+
+
 class _NewBatch:
     """Placeholder in a layer's dims for the new batch dim the layer itself creates."""
 

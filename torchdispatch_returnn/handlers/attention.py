@@ -10,6 +10,7 @@ import math
 
 import torch.nn.functional as F
 
+from ..tensor import MergedDim
 from .common import apply_mask, causal_mask, linear_ref, lit, matmul_ref, slice_ref, softmax_ref
 from .registry import handles
 
@@ -81,8 +82,14 @@ def multi_head_attention_forward(ctx, query, key, value, embed_dim_to_check, num
         scores = apply_mask(ctx, scores, m, true_means_keep=False, align=False)
     if attn_mask is not None:  # (T, S), True = not allowed
         am = ctx.ref(attn_mask)
-        if am.ndim != 2:
-            raise NotImplementedError("multi-head attention with a 3-D attn_mask")
+        if am.ndim == 3:  # (B * H, T, S): per sequence and head
+            m = am.dims[0]
+            if not isinstance(m, MergedDim) or len(m.parts) != 2 or not m.parts[0].is_batch_dim():
+                raise NotImplementedError("multi-head attention with a 3-D attn_mask not made as (B * heads, T, S)")
+            am = ctx.transpose_to(am, [*m.parts, am.dims[1], am.dims[2]])
+            am = ctx.rename(am, {m.parts[1]: head})
+        elif am.ndim != 2:
+            raise NotImplementedError(f"multi-head attention with a {am.ndim}-D attn_mask")
         scores = apply_mask(ctx, scores, am, true_means_keep=False)
     elif is_causal:
         scores = causal_mask(ctx, scores, 2, 3)

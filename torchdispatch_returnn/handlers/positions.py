@@ -212,6 +212,8 @@ def _ragged_pair(ctx, a: Ref, b: Ref, ax: int) -> Ref:
 
 def reverse_sequences(ctx, r: Ref, t_dim: Dim, b_dim: Dim) -> Ref:
     """Each sequence of ``r`` reversed along ``t_dim`` within its own length (padding stays at the end)."""
+    if not t_dim.is_dynamic():
+        return ctx.eval("tf.reverse(source(0), axis=[{axis}])", [r], r.dims, axis=t_dim, dtype=r.dtype)
     length = ctx.size_ref(t_dim, [b_dim])
     return ctx.eval("tf.reverse_sequence(source(0), tf.cast(source(1, auto_convert=False), tf.int64), "
                     "seq_axis={axis}, batch_axis={batch})", [r, length], r.dims, dtype=r.dtype,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..sizes import DimInt
-from ..tensor import NEW_BATCH
+from ..tensor import NEW_BATCH, MergedDim
 from .common import T, clip_positions, gather_ref, range_ref, size_value_ref, sizes_arg
 from .meta import sym_shape
 from .registry import handles
@@ -49,6 +49,13 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
     for in_dims, gj in groups:
         if len(in_dims) == 1 and len(gj) == 1:
             new_dims[gj[0]] = in_dims[0]
+            continue
+        if len(in_dims) == 1 and isinstance(in_dims[0], MergedDim):  # B * K back to (B, K)
+            parts = in_dims[0].parts
+            if [out_shape[k] for k in gj] != [ctx.dims.size(p) for p in parts]:
+                raise NotImplementedError("a reshape of an axis that merges the batch with another axis, other than "
+                                          "back into its parts")
+            new_dims.update(zip(gj, parts))
             continue
         if any(d.is_batch_dim() for d in in_dims):
             r, produced = _batch_reshape(ctx, r, in_dims, gj, out_shape, hints)
@@ -102,6 +109,8 @@ def _batch_reshape(ctx, r, in_dims, gj, out_shape, hints):
     or split such a merged axis back (``unflatten_batch``)."""
     if len(in_dims) == 2 and len(gj) == 1:
         other = in_dims[1] if in_dims[0].is_batch_dim() else in_dims[0]
+        if not other.is_dynamic():  # B * K: one torch axis over both dims (the layer keeps them apart)
+            return r, {gj[0]: MergedDim(tuple(in_dims))}
         pos = [_pos(r.dims, d) for d in in_dims]
         dims = [d for k, d in enumerate(r.dims) if k not in pos]
         dims.insert(min(pos), NEW_BATCH)
@@ -117,10 +126,9 @@ def _batch_reshape(ctx, r, in_dims, gj, out_shape, hints):
         if not orig[0].is_batch_dim():
             raise NotImplementedError("splitting a time-major merged batch axis")
         pos = _pos(r.dims, in_dims[0])
-        dims = list(r.dims[:pos]) + [NEW_BATCH, orig[1]] + list(r.dims[pos + 1:])
-        shape = list(r.shape[:pos]) + [out_shape[gj[0]], out_shape[gj[1]]] + list(r.shape[pos + 1:])
-        out = ctx.layer({"class": "unflatten_batch", "from": r}, dims, dtype=r.dtype, shape=tuple(shape))
-        return out, {gj[0]: out.dims[pos], gj[1]: orig[1]}
+        dims = list(r.dims[:pos]) + [orig[0], orig[1]] + list(r.dims[pos + 1:])  # the batch dim it was merged from
+        out = ctx.layer({"class": "unflatten_batch", "from": r}, dims, dtype=r.dtype)
+        return out, {gj[0]: orig[0], gj[1]: orig[1]}
     raise NotImplementedError("reshape that merges the batch axis with more than one axis, or splits it")
 
 

@@ -20,7 +20,7 @@ import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .._backend import tf_dtype
-from ..tensor import PackedRef, Ref, ReturnnTensor, UnsortedRef
+from ..tensor import MergedDim, PackedRef, Ref, ReturnnTensor, UnsortedRef
 from .common import cat_refs, dot, reverse_sequences, stack_refs
 from .registry import handles, handles_module
 
@@ -205,6 +205,9 @@ def rnn_module(ctx, m, args, kwargs, output):
         inp, batch_first = ctx.ref(x), m.batch_first
     if inp.ndim != 3:
         raise NotImplementedError(f"unbatched {kind} input")
+    if any(isinstance(d, MergedDim) for d in inp.dims):
+        raise NotImplementedError(f"{kind} over a tensor whose batch axis merges the batch with another axis "
+                                  "(x.view(B * K, T, F))")
     b_dim, t_dim = (inp.dims[0], inp.dims[1]) if batch_first else (inp.dims[1], inp.dims[0])
     f_dim = inp.dims[2]
     if not t_dim.is_dynamic():

@@ -88,7 +88,7 @@ def squeeze(ctx, x, dim=None):
     return r
 
 
-@handles(T.expand)
+@handles(T.expand, T.broadcast_to, torch.broadcast_to)
 def expand(ctx, x, *sizes):
     """Broadcast to ``sizes`` (-1 keeps an axis); sizes that carry dims stay dynamic."""
     r = ctx.ref(x)
