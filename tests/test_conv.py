@@ -17,6 +17,9 @@ def c2(name, factory, shape=(3, 2, 17, 10), **kw):
 
 
 CASES = [
+    Case("unfold_frames", lambda: Fn(lambda m, x: F.unfold(x.unsqueeze(-1), (4, 1), padding=(4, 0), stride=(2, 1))),
+         [(2, 3, 13)], ({2: "time"},)),
+    Case("unfold_2d", lambda: Fn(lambda m, x: F.unfold(x, (2, 3), stride=(1, 2))), [(2, 3, 5, 7)], None),
     c1("conv1d", lambda: nn.Conv1d(4, 6, 3)),
     c1("conv1d_pad", lambda: nn.Conv1d(4, 6, 3, padding=1)),
     c1("conv1d_stride2", lambda: nn.Conv1d(4, 6, 5, stride=2)),

@@ -47,7 +47,7 @@ def test_exact_layer_names():
     assert net.net_dict["layers.0.relu"]["from"] == ["layers.0.lin1"]
     assert net.net_dict["layers.0"] == {"class": "copy", "from": "layers.0.lin2"}
     assert net.net_dict["add"]["from"] == ["data", "add_rename"]
-    assert net.net_dict["add_rename"]["from"] == "layers.0"
+    assert net.net_dict["add_rename"]["from"] == ["layers.0"]
     assert net.net_dict["add_1"]["from"] == ["add", "add_rename_1"]
     assert net.net_dict["output"]["from"] == "add_1"
 

@@ -10,6 +10,9 @@ def rd(name, fn, shapes=[(3, 11, 6)], dyn=DYN, **kw):
 
 
 CASES = [
+    rd("any_time", lambda x: (x > 1).any(1)),
+    rd("all_last_keepdim", lambda x: torch.all(x > -1, dim=-1, keepdim=True)),
+    rd("all_everything", lambda x: (x > -5).all()),
     rd("sum_last", lambda x: x.sum(-1)),
     rd("sum_time", lambda x: torch.sum(x, dim=1)),
     rd("sum_tuple_keepdim", lambda x: x.sum(dim=(1, 2), keepdim=True)),

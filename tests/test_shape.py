@@ -10,6 +10,9 @@ def sh(name, fn, shapes=[(3, 11, 8)], dyn=DYN, **kw):
 
 
 CASES = [
+    sh("diff_time", lambda x: torch.diff(x, dim=1)),
+    sh("diff_prepend_twice", lambda x: x.diff(n=2, dim=-1, prepend=x[..., :1] * 0)),
+    sh("diff_time_prepend", lambda x: torch.diff(x, dim=1, prepend=x[:, :1] - 1)),
     sh("transpose", lambda x: x.transpose(1, 2) + 1),
     sh("permute", lambda x: x.permute(2, 0, 1) * 3),
     sh("movedim", lambda x: torch.movedim(x, 2, 0) - 1),

@@ -79,14 +79,15 @@ class Builder:
 
     # -- layers -----------------------------------------------------------------------------------
     def add(self, desc: dict, dims, dtype: torch.dtype, *, site: OpSite | None, scope: str,
-            shape: tuple | None = None, name: str | None = None) -> Ref:
+            shape: tuple | None = None, name: str | None = None, role: str | None = None) -> Ref:
         """A new layer with ``dims`` (torch order) and torch ``dtype``; named now if ``name`` is given
         (exactly that name), else when its op ends. ``dims`` may hold ``NEW_BATCH`` for a batch dim
         the layer creates (``shape`` gives the sizes); such a layer is constructed at once."""
         if self.network is None:
             raise CaptureError("no network input yet: call a module with its input tensors, or net.input()")
         dims = tuple(dims)
-        layer = Layer(desc, tuple(expand_dims(dims)), dtype, site=site, role=role_of(desc), scope=scope, shape=shape)
+        layer = Layer(desc, tuple(expand_dims(dims)), dtype, site=site, role=role or role_of(desc), scope=scope,
+                      shape=shape)
         if name is not None:
             layer.name = self.namer.claim(name)
         self.layers.append(layer)

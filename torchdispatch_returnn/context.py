@@ -89,13 +89,16 @@ class OpContext:
         as in torch), and the result has the dims ``dims`` in torch order (any shape change is fine)."""
         if dtype is None:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else inputs[0].dtype
+        return self.layer(self._tf_op_desc(expr, inputs, dims, dtype), dims, dtype=dtype)
+
+    @staticmethod
+    def _tf_op_desc(expr: str, inputs: Sequence[Ref], dims: Sequence[Dim], dtype: torch.dtype) -> dict:
         args = [f"(lambda d: d.copy_transpose([d.get_axis_from_description(a) for a in o{i}]).placeholder)"
                 f"(source({i}, as_data=True, auto_convert=False))" for i in range(len(inputs))]
         names = ", ".join(f"x{i}" for i in range(len(inputs)))
-        d = {"class": "eval", "from": list(inputs), "eval": f"(lambda {names}: {expr})({', '.join(args)})",
-             "eval_locals": {f"o{i}": list(r.dims) for i, r in enumerate(inputs)},
-             "out_type": {"dim_tags": list(dims), "dtype": tf_dtype(dtype)}}
-        return self.layer(d, dims, dtype=dtype)
+        return {"class": "eval", "from": list(inputs), "eval": f"(lambda {names}: {expr})({', '.join(args)})",
+                "eval_locals": {f"o{i}": list(r.dims) for i, r in enumerate(inputs)},
+                "out_type": {"dim_tags": list(dims), "dtype": tf_dtype(dtype)}}
 
     def base(self, ref: Ref) -> Base:
         """``ref`` as seen from inside a rec unit or subnetwork (``base:<layer>``)."""
@@ -224,7 +227,15 @@ class OpContext:
         if first and len(first) < len(mapping):  # move dims away before others take their place
             r = self.rename(r, first)
             return self.rename(r, {o: n for o, n in mapping.items() if id(o) not in targets})
-        dims = [mapping.get(d, d) for d in r.dims]
+        static = {o: n for o, n in mapping.items() if not o.is_dynamic() or not n.is_dynamic()}
+        if static and len(static) < len(mapping):
+            return self.rename(self.rename(r, {o: n for o, n in mapping.items() if o not in static}), static)
+        by_id = {id(o): n for o, n in mapping.items()}
+        dims = [by_id.get(id(d), d) for d in r.dims]
+        if static:  # a static dim a layer may later declare the same as a derived one must not be a dict key in
+            # the config (its hash changes): the values as they are, with the new dims declared
+            d = self._tf_op_desc("x0", [r], dims, r.dtype)
+            return self._builder.add(d, dims, r.dtype, site=self._site, scope=self._scope, role="rename")
         return self.layer({"class": "reinterpret_data", "from": r, "set_dim_tags": mapping}, dims, dtype=r.dtype)
 
     def transpose_to(self, r: Ref, dims: Sequence[Dim]) -> Ref:
