@@ -164,13 +164,16 @@ class Builder:
             self._construct(cast)
             layer.alias = cast
 
-    def add_outputs(self, outputs: list) -> None:
-        """The layers ``output``, ``output_1``, ... of ``(name, ref)``, axes in torch order."""
+    def add_outputs(self, outputs: list) -> list:
+        """The layers ``output``, ``output_1``, ... of ``(name, ref)``, axes in torch order; returns
+        (layer name, ref) (a name a module's layer took gets a suffix)."""
+        out = []
         for name, ref in outputs:
             d = {"class": "transpose", "from": ref, "perm": list(ref.dims)}
             if name != "output":
                 d["is_output_layer"] = True
-            self.add(d, ref.dims, ref.dtype, site=None, scope="", name=name)
+            out.append((self.add(d, ref.dims, ref.dtype, site=None, scope="", name=name).name, ref))
+        return out
 
     # -- parameters and constants --------------------------------------------------------------------
     def is_param(self, t: torch.Tensor) -> bool:

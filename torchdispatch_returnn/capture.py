@@ -166,8 +166,7 @@ class Capture:
         outs = self._outputs if self._explicit_outputs else self._root_outputs()
         if not outs:
             raise CaptureError("the captured code returned no tensor computed from its inputs; use net.output()")
-        self._outputs = outs
-        self.builder.add_outputs(outs)
+        self._outputs = self.builder.add_outputs(outs)
         self.builder.flush()
         self.builder.load_weights(self.session)
         self._fetch = Fetcher(self.network, self.graph)
@@ -210,7 +209,7 @@ class Capture:
         """Python source of a complete RETURNN config for the network."""
         self._require_finished("config_code()")
         return config_code(self.dims, self.inputs.extern_data, self.inputs.order, self.net_dict,
-                           self._feeder.forward_args)
+                           self._feeder.forward_args, [name for name, _ in self._outputs])
 
     def save_config(self, path: str) -> str:
         """Write the config to ``path`` and ``param_map.json`` beside it; returns the config's path."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._backend import BEHAVIOR_VERSION, Dim
 from .dims import DimRegistry
-from .runtime import FORWARD_ARGS_KEY, ArgSpec, ConfigNetwork
+from .runtime import FORWARD_ARGS_KEY, OUTPUTS_KEY, ArgSpec, ConfigNetwork
 
 __all__ = ["config_code", "write_text", "write_param_map", "ConfigNetwork"]
 
@@ -51,7 +51,7 @@ def py_source(obj: Any, dims: DimRegistry) -> str:
 
 
 def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str], net_dict: dict,
-                forward_args: Sequence[ArgSpec]) -> str:
+                forward_args: Sequence[ArgSpec], outputs: Sequence[str] = ("output",)) -> str:
     """A complete RETURNN config (Python) for a captured network."""
     lines = [
         "#!rnn.py",
@@ -69,9 +69,12 @@ def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str]
     for key in input_order:
         lines.append(f"    {key!r}: {py_source(extern_data[key], dims)},")
     lines.append("}")
-    if any(a.kind == "lengths" for a in forward_args):
+    if any(a.kind != "input" for a in forward_args):
         lines.append("# the torch forward's tensor arguments: extern data, or the lengths of a dim")
         lines.append(f"{FORWARD_ARGS_KEY} = {[(a.kind, a.key) for a in forward_args]!r}")
+    if list(outputs) != ["output"]:
+        lines.append("# the layers holding the torch forward's outputs, in order")
+        lines.append(f"{OUTPUTS_KEY} = {list(outputs)!r}")
     lines.append("")
     lines.append("network = {")
     for name, d in net_dict.items():

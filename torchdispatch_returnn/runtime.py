@@ -23,6 +23,8 @@ from .tensor import MergedDim, Ref, expand_dims
 
 #: config variable holding the forward's argument kinds, so a fresh network takes the same arguments
 FORWARD_ARGS_KEY = "torch_forward_args"
+#: config variable naming the output layers when there are several
+OUTPUTS_KEY = "torch_outputs"
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,7 @@ class ConfigNetwork:
         self.input_keys = list(cfg.typed_value("extern_data").keys())
         args = [ArgSpec(kind, key) for kind, key in (cfg.typed_value(FORWARD_ARGS_KEY) or [])]
         self.feeder = Feeder(self.network, self.input_keys, args)
-        self.output_names = sorted([n for n in self.network.layers if n == "output" or n.startswith("output_")],
-                                   key=lambda n: (n != "output", len(n), n))
+        self.output_names = list(cfg.typed_value(OUTPUTS_KEY) or ["output"])
 
     def run(self, *inputs: Any, seq_lens: dict | None = None) -> Any:
         """Numpy outputs (``output``, ``output_1``, ...) for the forward's arguments."""
