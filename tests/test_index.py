@@ -40,3 +40,20 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_index(case):
     assert_parity(case)
+
+
+def test_sort_topk_scatter():
+    from parity_helpers import COVERED
+
+    from torchdispatch_returnn.testing import assert_converts
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            v, i = torch.sort(x, dim=-1, descending=True)
+            t, ti = torch.topk(x, 2, dim=1)  # over time: padding never wins
+            s = torch.zeros_like(x).scatter(-1, i, v * 2)
+            a = torch.zeros(x.shape[0], 3).scatter_add(1, x.argmax(-1)[:, :3] % 3, x[:, :3, 0])
+            return v + s, i, t.sum(1), ti, torch.argsort(x, dim=1), a, torch.msort(x.transpose(0, 2))
+
+    net = assert_converts(M(), torch.randn(3, 7, 5), dynamic_shapes=({1: "time"},))
+    COVERED.update(net.ops_seen)

@@ -20,7 +20,7 @@ import torch
 
 from ._backend import Config, Dim, Tensor, TFNetwork, quiet, tf_dtype
 from .dims import DimRegistry
-from .errors import CaptureError, LayerBuildError, OpSite, error_summary
+from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
 from .naming import Namer, role_of
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
 
@@ -98,6 +98,21 @@ class Builder:
         sizes = tuple(self.dims.size(x) for x in dims)
         return Ref(layer, dims, sizes, dtype)
 
+    def missing(self, out: torch.Tensor, like: list, site: OpSite, scope: str, why: str,
+                cause: Layer | None = None) -> Ref:
+        """A placeholder for a torch result the network does not compute (an unsupported op with
+        ``strict=False``, or a value a handler does not produce): never constructed; using it in
+        another op is an error (or, with ``strict=False``, more placeholders)."""
+        dims: list = []
+        for ax, size in enumerate(out.shape):
+            found = next((r.dims[ax] for r in like if r.ndim == out.dim() and r.shape[ax] == size
+                          and not any(r.dims[ax] is d for d in dims)), None)
+            dims.append(found if found is not None else self.dims.static(int(size), f"missing{ax}"))
+        layer = Layer(None, tuple(dims), out.dtype, site=cause.site if cause else site, role="missing", scope=scope)
+        layer.unsupported, layer.missing = True, why
+        self.layers.append(layer)
+        return Ref(layer, tuple(dims), tuple(out.shape), out.dtype)
+
     def begin_op(self, base: str) -> None:
         """Layers added from now on belong to an op whose layers are named ``<scope>.<base>...``."""
         self._name_pending()
@@ -169,6 +184,10 @@ class Builder:
         (layer name, ref) (a name a module's layer took gets a suffix)."""
         out = []
         for name, ref in outputs:
+            if ref.layer.missing is not None:
+                s = ref.layer.site
+                raise UnsupportedOpError(f"the output {name!r} needs a value the network does not have: "
+                                         f"{ref.layer.missing}").at(s)
             d = {"class": "transpose", "from": ref, "perm": list(ref.dims)}
             if name != "output":
                 d["is_output_layer"] = True

@@ -14,28 +14,34 @@ from typing import Any
 
 import torch
 
-from . import handlers  # noqa: F401  (importing the handler modules fills the registry)
-from ._backend import TFNetwork, ensure_returnn, quiet, tf
+from . import handlers, verify  # noqa: F401  (importing the handler modules fills the registry)
+from ._backend import TFNetwork, ensure_returnn, tf
 from .builder import Builder, captured_by
 from .dims import DimRegistry
 from .dispatch import Dispatcher, FunctionMode
-from .errors import CaptureError, ParityError, error_summary
-from .export import config_code, write_param_map, write_text
+from .errors import CaptureError, ParityError
+from .export import config_code, save_checkpoint, write_param_map, write_text
 from .handlers.registry import lookup
 from .inputs import Inputs
 from .naming import ModuleScopes
-from .parity import ParityReport, Recorder, check
-from .runtime import ArgSpec, Feeder, Fetcher
+from .parity import ParityReport, Recorder
+from .runtime import ArgSpec, Feeder, Fetcher, run_outputs
 from .tensor import ReturnnTensor, plain, wrap
 
 
 class Capture:
-    """The object bound by ``with returnn_capture(...) as net``; see docs/API.md."""
+    """``with returnn_capture(...) as net``: capture the PyTorch code run in the block as a RETURNN network.
+
+    ``lengths``: forward arguments holding the sequence lengths of a dim, e.g. ``{"lengths": "time"}``;
+    ``strict=False``: go on past ops without conversion and list them all in one ``UnsupportedOpError``
+    (also ``net.unsupported``); ``self_check``: run torch and the network again at another length (or
+    ``{dim name: [sizes]}``) and compare op by op; False turns it off. See docs/API.md."""
 
     def __init__(self, dynamic_shapes: Any = None, *, train: bool = False, check: bool = True,
-                 atol: float = 1e-5, rtol: float = 1e-5, lengths: dict | None = None):
+                 atol: float = 1e-5, rtol: float = 1e-5, lengths: dict | None = None, strict: bool = True,
+                 self_check: bool | dict = True):
         self.train = bool(train)
-        self.check = check
+        self.check, self.strict, self.self_check = check, strict, self_check
         self.atol, self.rtol = atol, rtol
         self._spec = (dynamic_shapes, lengths)
         self.graph: Any = None
@@ -47,6 +53,7 @@ class Capture:
         self._outputs: list = []  # (name, Ref)
         self._explicit_outputs = False
         self._root_output: Any = None
+        self._root_kwargs: dict = {}
         self._fetch: Fetcher | None = None
         self._feeder: Feeder | None = None
 
@@ -61,7 +68,7 @@ class Capture:
         self.scopes = ModuleScopes()
         self.builder = Builder(self.graph, self.dims, self.scopes.param_names, self.train)
         self.recorder = Recorder(self.train)
-        self.dispatcher = Dispatcher(self.builder, self.recorder, self.scopes)
+        self.dispatcher = Dispatcher(self.builder, self.recorder, self.scopes, strict=self.strict)
         self.inputs = Inputs(self.builder, self.dispatcher, *self._spec)
         mm = torch.nn.modules.module
         self._hooks = [mm.register_module_forward_pre_hook(self._pre_hook),
@@ -128,7 +135,7 @@ class Capture:
                 self._root_output = output
             return output
         if not self.scopes.depth:
-            self._root_output = output
+            self._root_output, self._root_kwargs = output, kwargs
             return None
         if path and captured_by(output, self.dispatcher):  # the module's result, named by its path
             ref = output._rt_ref
@@ -156,13 +163,15 @@ class Capture:
     def _root_outputs(self) -> list:
         out = self._root_output
         items = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
-        refs = [t._rt_ref for t in items if captured_by(t, self.dispatcher)]
-        return [("output" if i == 0 else f"output_{i}", r) for i, r in enumerate(refs)]
+        return [(f"output_{i}" if i else "output", t._rt_ref) for i, t in
+                enumerate(t for t in items if captured_by(t, self.dispatcher))]
 
     # ------------------------------------------------------------------ finishing
     def _finish(self) -> None:
         """Construct the layers and outputs, load the weights, run the parity check."""
         self.inputs.require()
+        if self.dispatcher.unsupported:
+            raise self.dispatcher.missing_error()
         outs = self._outputs if self._explicit_outputs else self._root_outputs()
         if not outs:
             raise CaptureError("the captured code returned no tensor computed from its inputs; use net.output()")
@@ -172,11 +181,12 @@ class Capture:
         self._fetch = Fetcher(self.network, self.graph)
         args = [ArgSpec(kind, key) for kind, key in self.inputs.forward_args]
         self._feeder = Feeder(self.network, self.inputs.order, args)
-        self.parity = ParityReport(records=self.recorder.records, atol=self.atol, rtol=self.rtol)
-        given = self.dims.given_lengths()
-        feed = self._feeder.feed([self.inputs.values[k] for k in self.inputs.order], known_lengths=given)
-        check(self.recorder.records, self._fetch, lambda fetches: self.session.run(fetches, feed_dict=feed),
-              self._fetch.lengths if given else None, self.atol, self.rtol, self.dims.full_sequences())
+        self.parity = verify.parity_run(self.recorder, self.session, self._fetch, self._feeder, self.inputs, self.dims,
+                                        self.atol, self.rtol)
+        if self.parity.ok and self.self_check is not False and self.inputs.call is not None and not self.train:
+            self.parity.self_checks = verify.self_check(self.inputs, self._root_kwargs, self.recorder.records,
+                                                        self._fetch, self._feeder, self.session, self.dims,
+                                                        self.self_check, self.atol, self.rtol)
         if self.check and not self.parity.ok:
             raise ParityError(self.parity.failure_message())
 
@@ -205,6 +215,11 @@ class Capture:
     def ops_seen(self) -> set:
         return self.dispatcher.ops_seen if self.graph is not None else set()
 
+    @property
+    def unsupported(self) -> list[dict]:
+        """The ops without conversion (``strict=False``), grouped by torch callable."""
+        return self.dispatcher.missing_ops() if self.graph is not None else []
+
     def config_code(self) -> str:
         """Python source of a complete RETURNN config for the network."""
         self._require_finished("config_code()")
@@ -220,28 +235,15 @@ class Capture:
     def save_checkpoint(self, path: str) -> str:
         """A TF checkpoint of the network's parameters (loads into the config's network)."""
         self._require_finished("save_checkpoint()")
-        path = os.path.abspath(path)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with self.graph.as_default(), quiet():
-            self.network.save_params_to_file(path, self.session)
-        return path
+        return save_checkpoint(self.network, self.session, path)
 
     def run(self, *inputs: Any, seq_lens: dict | None = None) -> Any:
         """Run the live network on the forward's arguments; numpy outputs in torch axis order."""
         self._require_finished("run()")
         feed = self._feeder.feed(inputs, seq_lens)
-        try:
-            values = self.session.run([self._fetch(ref) for _, ref in self._outputs], feed_dict=feed)
-        except tf.errors.OpError as e:
-            raise CaptureError(f"running the network failed in TensorFlow: {error_summary(e)}") from e
-        return values[0] if len(values) == 1 else tuple(values)
+        return run_outputs(self.session, feed, [self._fetch(r) for _, r in self._outputs])
 
 
-def returnn_capture(dynamic_shapes: Any = None, *, train: bool = False, check: bool = True,
-                    atol: float = 1e-5, rtol: float = 1e-5, lengths: dict | None = None) -> Capture:
-    """Capture the PyTorch code run in the ``with`` block as a RETURNN network (see docs/API.md).
-
-    ``lengths``: forward arguments (by name or position) that hold the sequence lengths of a dynamic
-    dim, e.g. ``{"lengths": "time"}``: that argument becomes the dim's lengths in the network."""
-    return Capture(dynamic_shapes, train=train, check=check, atol=atol, rtol=rtol, lengths=lengths)
-
+#: ``returnn_capture(dynamic_shapes=None, *, train=False, check=True, atol=1e-5, rtol=1e-5, lengths=None,
+#: strict=True, self_check=True)``: see :class:`Capture` and docs/API.md
+returnn_capture = Capture

@@ -22,6 +22,15 @@ from .sizes import DimInt
 from .tensor import MergedDim, Ref, expand_dims
 
 
+class MissingValue(Exception):
+    """A handler asked for a value the network does not have (its op gave none): the op's results are
+    missing too; a missing value that reaches an output is an error at the end of the capture."""
+
+    def __init__(self, layer):
+        super().__init__(layer.missing)
+        self.layer = layer
+
+
 class OpContext:
     """Helpers for one captured op: input refs, layer construction, dims, broadcasting.
 
@@ -48,7 +57,10 @@ class OpContext:
         plain tensor/number (constant; ``dims`` gives its dims, else new static dims).
         ``prefer``: dims a parameter's variable takes when this op is its first use (saves renames)."""
         if captured_by(x, self._dispatcher):
-            return x._rt_ref
+            ref = x._rt_ref
+            if ref.layer.missing is not None and self._dispatcher.strict:
+                raise MissingValue(ref.layer)
+            return ref
         if not isinstance(x, torch.Tensor):
             x = torch.tensor(x)
         return self._builder.tensor_ref(x, dims, prefer, scope=self._scope)

@@ -17,7 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .builder import Builder, captured_by
-from .context import OpContext
+from .context import MissingValue, OpContext
 from .errors import CaptureError, HandlerError, OpSite, UnsupportedOpError, user_location
 from .handlers import meta
 from .handlers.registry import Handler, lookup, target_name
@@ -32,10 +32,12 @@ logger = logging.getLogger(__name__)
 class Dispatcher:
     """Converts the ops of one capture; ``active`` only inside the ``with`` block."""
 
-    def __init__(self, builder: Builder, recorder: Recorder, scopes: ModuleScopes):
+    def __init__(self, builder: Builder, recorder: Recorder, scopes: ModuleScopes, strict: bool = True):
         self.builder = builder
         self.recorder = recorder
         self.scopes = scopes
+        self.strict = strict
+        self.unsupported: list[tuple[OpSite, str]] = []  # (op, why) of every op without conversion (strict=False)
         self.active = False
         self.suspended = 0  # > 0 while a handler or leaf module runs: ops run in plain torch
         self.ops_seen: set = set()  # torch callables dispatched to a handler
@@ -68,9 +70,13 @@ class Dispatcher:
             return meta.SHAPE[func](dims, args[0]._rt_ref, *args[1:], **kwargs)
         h = lookup(func)
         if h is None:
-            raise UnsupportedOpError("no handler for this torch callable",
-                                     hint="Add one with torchdispatch_returnn.register() (see docs/API.md)."
-                                     ).at(self.site(func))
+            if self.strict:
+                raise UnsupportedOpError("no handler for this torch callable",
+                                         hint="Add one with torchdispatch_returnn.register() (see docs/API.md)."
+                                         ).at(self.site(func))
+            with torch._C.DisableTorchFunctionSubclass():
+                out = func(*args, **kwargs)
+            return self._unsupported(self.site(func), "no handler", out, args)
         self.ops_seen.add(func)
         with torch._C.DisableTorchFunctionSubclass():
             out = func(*args, **kwargs)
@@ -98,9 +104,23 @@ class Dispatcher:
                 res = h.fn(ctx, *call_args, **call_kwargs)
             results: list = []
             result = self._wrap(func, out, res, op_args, site, results)
+        except MissingValue as e:  # the op's results are missing too (an error only if an output needs them)
+            cause = e.layer
+            self.suspended -= 1
+            try:
+                return _map_tensors(out, lambda t: wrap(t, self.builder.missing(
+                    t, [], site, self.scopes.current, cause.missing, cause=cause), self))
+            finally:
+                self.suspended += 1
         except CaptureError as e:
             raise e.at(site) from e.__cause__
         except NotImplementedError as e:
+            if not self.strict and not isinstance(func, type):
+                self.suspended -= 1
+                try:
+                    return self._unsupported(site, str(e) or "not supported by its handler", out, op_args)
+                finally:
+                    self.suspended += 1
             raise UnsupportedOpError(str(e) or "not supported by its handler").at(site) from e
         except Exception as e:
             raise HandlerError(f"the handler {h.fn.__module__}.{h.fn.__qualname__} failed: "
@@ -112,18 +132,58 @@ class Dispatcher:
             self.recorder.add_note(n_rec, "; ".join(ctx.notes))
         return result
 
+    def missing_ops(self) -> list[dict]:
+        """The ops without conversion (``strict=False``), grouped by torch callable: ``op``, ``count``,
+        ``module_paths``, ``location`` (the first), ``reasons``; most frequent first."""
+        groups: dict[str, dict] = {}
+        for site, why in self.unsupported:
+            g = groups.setdefault(site.op, {"op": site.op, "count": 0, "module_paths": [], "location": site.location,
+                                            "reasons": []})
+            g["count"] += 1
+            for key, value in (("module_paths", site.module_path or "<root>"), ("reasons", why)):
+                if value not in g[key]:
+                    g[key].append(value)
+        return sorted(groups.values(), key=lambda g: (-g["count"], g["op"]))
+
+    def missing_error(self) -> UnsupportedOpError | None:
+        """One error listing every op without conversion, or None."""
+        groups = self.missing_ops()
+        if not groups:
+            return None
+        lines = [f"{len(groups)} torch callable(s) have no conversion ({len(self.unsupported)} uses):"]
+        for g in groups:
+            where = ", ".join(g["module_paths"])
+            lines.append(f"  {g['op']}  x{g['count']}  first at {g['location']}  (module {where}): "
+                         f"{'; '.join(g['reasons'])}")
+        first = groups[0]
+        return UnsupportedOpError("\n".join(lines), op=first["op"], location=first["location"],
+                                  module_path=first["module_paths"][0] if first["module_paths"][0] != "<root>" else "",
+                                  hint="Add handlers with torchdispatch_returnn.register() (see docs/API.md).")
+
+    def _unsupported(self, site: OpSite, why: str, out: Any, args: tuple) -> Any:
+        """strict=False: note the op and go on with torch's values (placeholders the network lacks)."""
+        self.unsupported.append((site, why))
+        like = [a._rt_ref for a in iter_args(args, {}) if captured_by(a, self)]
+        return _map_tensors(out, lambda t: wrap(t, self.builder.missing(t, like, site, self.scopes.current, why), self))
+
     def _wrap(self, func: Any, out: Any, res: Any, args: tuple, site: OpSite, results: list) -> Any:
         if isinstance(out, torch.Tensor):
-            if res is None:  # a tensor the network does not need (e.g. PackedSequence.batch_sizes)
-                return out
+            key = self.recorder.next_key(site)
+            if res is None:  # a tensor the network does not compute (e.g. PackedSequence.batch_sizes)
+                why = f"{site.op} gives no layer for this result"
+                ref = self.builder.missing(out, [], site, self.scopes.current, why)
+                return wrap(out, ref, self)
             if not isinstance(res, Ref):
                 raise HandlerError(f"the handler returned {res!r}, expected a Ref")
             results.append(res.layer)
             if isinstance(res, (PackedRef, UnsortedRef)):  # no layer of its own / torch's batch order differs
+                why = ("packed sequence data (the network keeps the padded tensor)" if isinstance(res, PackedRef)
+                       else "torch's length-sorted batch order (the network keeps the original order)")
+                self.recorder.record(site, func, res, out, unchecked=f"unchecked: {why}", key=key)
                 return wrap(out, res, self)
             if tuple(res.shape) != tuple(out.shape):
                 raise HandlerError(f"the handler produced shape {res.shape}, torch {tuple(out.shape)}")
-            self.recorder.record(site, func, res, out)
+            self.recorder.record(site, func, res, out, key=key)
             if isinstance(out, ReturnnTensor) and any(out is a for a in args):
                 # in-place op: the same tensor object now stands for the new layer
                 out._rt_ref = res
@@ -141,7 +201,7 @@ class Dispatcher:
         if out is None and isinstance(res, Ref) and args and isinstance(args[0], ReturnnTensor):
             args[0]._rt_ref = res  # __setitem__ and friends
             results.append(res.layer)
-            self.recorder.record(site, func, res, args[0])
+            self.recorder.record(site, func, res, args[0], key=self.recorder.next_key(site))
             return None
         return out
 
@@ -184,6 +244,15 @@ def _mentions_size(items: list, dims: Any, depth: int = 0) -> bool:
         elif isinstance(t, (list, tuple)) and depth < 2 and _mentions_size(list(t), dims, depth + 1):
             return True
     return False
+
+
+def _map_tensors(value: Any, fn) -> Any:
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        items = [_map_tensors(v, fn) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return value
 
 
 def _is_inplace(func) -> bool:

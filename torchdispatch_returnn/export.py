@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import BEHAVIOR_VERSION, Dim
+from ._backend import BEHAVIOR_VERSION, Dim, quiet
 from .dims import DimRegistry
 from .runtime import FORWARD_ARGS_KEY, OUTPUTS_KEY, ArgSpec, ConfigNetwork
 
@@ -89,6 +89,15 @@ def write_text(path: str, text: str) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write(text)
+    return path
+
+
+def save_checkpoint(network: Any, session: Any, path: str) -> str:
+    """The network's parameters as a TF checkpoint at ``path`` (directories made as needed)."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with session.graph.as_default(), quiet():
+        network.save_params_to_file(path, session)
     return path
 
 

@@ -31,6 +31,7 @@ class Inputs:
         self.values: dict[str, np.ndarray] = {}  # extern data key -> value at capture time
         self.order: list[str] = []
         self.forward_args: list[tuple[str, Any]] = []  # ("input", key) / ("lengths", dim name), forward order
+        self.call: tuple | None = None  # (module, positional args, positions of the forward_args) of the root call
         self.check_spec_form()
 
     def check_spec_form(self) -> None:
@@ -166,6 +167,8 @@ class Inputs:
         kinds = {i: "rel_lengths" if args[i].dtype.is_floating_point else "lengths" for i in length_pos}
         self.forward_args = [(kinds[i], length_pos[i]) if i in length_pos else ("input", next(keys))
                              for i in sorted(positions + list(length_pos))]
+        self.call = (module, tuple(plain(a).detach().clone() if isinstance(a, torch.Tensor) else a for a in args),
+                     sorted(positions + list(length_pos)))
         return tuple(new_args)
 
     def _length_input(self, t: torch.Tensor, dim_name: str) -> ReturnnTensor:

@@ -36,6 +36,7 @@ class ParityRecord:
     ok: bool | None = None
     note: str = ""
     check: bool = True  # False: torch's values are unspecified (torch.empty) or random (dropout)
+    key: tuple = ()  # (location, torch op, n): the n-th tensor result of that op at that line (self-check)
 
     @property
     def site(self) -> OpSite:
@@ -49,18 +50,28 @@ class Recorder:
         self.train = train
         self.records: list[ParityRecord] = []
         self._seen: set = set()
+        self._counts: dict = {}  # (location, op) -> tensor results seen
 
-    def record(self, site: OpSite, func: Any, ref: Ref, value: torch.Tensor, note: str = "") -> None:
+    def next_key(self, site: OpSite) -> tuple:
+        """The key of the next tensor result of ``site``'s op at its line: (location, op, n)."""
+        n = self._counts.get((site.location, site.op), 0)
+        self._counts[(site.location, site.op)] = n + 1
+        return site.location, site.op, n
+
+    def record(self, site: OpSite, func: Any, ref: Ref, value: torch.Tensor, note: str = "",
+               unchecked: str | None = None, key: tuple = ()) -> None:
+        """Check ``ref`` against torch's ``value`` (or list it as unchecked, with the reason)."""
+        op_key = key
         key = (id(ref.layer), tuple(map(id, ref.dims)))
         name = ref.layer.name
         if key in self._seen or name is not None and (name == "data" or name.startswith("data:")):
             return
         self._seen.add(key)
-        unchecked = _UNCHECKED.get(func) or (_UNCHECKED_TRAIN.get(func) if self.train else None)
+        unchecked = unchecked or _UNCHECKED.get(func) or (_UNCHECKED_TRAIN.get(func) if self.train else None)
         self.records.append(ParityRecord(
             torch_op=site.op, module_path=site.module_path, layer="", ref=ref,
             value=None if unchecked else plain(value).detach().clone(), location=site.location,
-            check=not unchecked, note="; ".join(filter(None, [unchecked or "", note]))))
+            check=not unchecked, note="; ".join(filter(None, [unchecked or "", note])), key=op_key))
 
     def add_note(self, since: int, note: str) -> None:
         """Append ``note`` to the records made since index ``since``."""
@@ -75,10 +86,11 @@ class ParityReport:
     records: list = field(default_factory=list)
     atol: float = 1e-5
     rtol: float = 1e-5
+    self_checks: list = field(default_factory=list)  # verify.SelfCheck: the network again at other lengths
 
     @property
     def ok(self) -> bool:
-        return all(r.ok is not False for r in self.records)
+        return all(r.ok is not False for r in self.records) and all(c.ok is not False for c in self.self_checks)
 
     @property
     def failures(self) -> list:
@@ -101,10 +113,20 @@ class ParityReport:
             flag = {True: "yes", False: "NO", None: "-"}[r.ok]
             lines.append(f"  {r.torch_op:<{w_op}}  {r.layer:<{w_layer}}  {diff:>10}  {flag:<3}  "
                          f"{r.module_path or '<root>'} {r.location}{'  ' + r.note if r.note else ''}")
+        for c in self.self_checks:
+            state = {True: "OK", False: "FAILED", None: "skipped"}[c.ok]
+            lines.append(f"self-check at {c.what}: {state} ({c.compared} ops){': ' + c.detail if c.detail else ''}")
         return "\n".join(lines)
 
     def failure_message(self) -> str:
         fails = self.failures
+        if not fails:  # a self-check at another length failed
+            c = next(c for c in self.self_checks if c.ok is False)
+            r = c.first
+            return (f"the network differs from torch at {c.what} (it agrees at the capture length): first at "
+                    f"{r.torch_op} in module {r.module_path or '<root>'!r} (RETURNN layer {r.layer!r}) at "
+                    f"{r.location}: {c.detail}. Something there is fixed to the capture length (a Python loop over "
+                    f"a size, int() of a size used as a number, control flow on sizes); see docs/API.md\n{self}")
         first = fails[0]
         return (f"{len(fails)} op(s) disagree with PyTorch; first: {first.torch_op} in module "
                 f"{first.module_path or '<root>'!r} (RETURNN layer {first.layer!r}) at {first.location}: "
@@ -207,9 +229,9 @@ def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: 
     e = expected.astype(np.float64)
     g = got.astype(np.float64)
     finite = np.isfinite(e)
-    if not np.array_equal(np.isfinite(g), finite) or not np.array_equal(e[~finite], g[~finite]):
+    if not np.array_equal(np.isfinite(g), finite) or not np.array_equal(e[~finite], g[~finite], equal_nan=True):
         record.ok, record.max_abs_diff = False, float("inf")
-        record.note = "inf/nan differ"
+        record.note = "; ".join(filter(None, [record.note, "NaN/inf at other places than torch's"]))
         return
     diff = np.abs(g - e)[finite] if finite.any() else np.zeros(1)
     scale = float(np.abs(e[finite]).max()) if finite.any() else 0.0

@@ -18,7 +18,7 @@ import torch
 
 from ._backend import Config, TFNetwork, ensure_returnn, quiet, tf
 from .dims import find_axis
-from .errors import InputSpecError
+from .errors import CaptureError, InputSpecError, error_summary
 from .tensor import MergedDim, Ref, expand_dims
 
 #: config variable holding the forward's argument kinds, so a fresh network takes the same arguments
@@ -165,6 +165,15 @@ class Fetcher:
                 if d.is_dynamic() and not d.is_batch_dim() and d.dyn_size_ext is not None}
 
 
+def run_outputs(session: Any, feed: dict, fetches: list) -> Any:
+    """The values of ``fetches`` (one, or a tuple); a TF failure is a ``CaptureError``."""
+    try:
+        values = session.run(fetches, feed_dict=feed)
+    except tf.errors.OpError as e:
+        raise CaptureError(f"running the network failed in TensorFlow: {error_summary(e)}") from e
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _np(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         with torch._C.DisableTorchFunctionSubclass():
@@ -198,8 +207,8 @@ class ConfigNetwork:
     def run(self, *inputs: Any, seq_lens: dict | None = None) -> Any:
         """Numpy outputs (``output``, ``output_1``, ...) for the forward's arguments."""
         feed = self.feeder.feed(inputs, seq_lens)
-        outs = self.session.run([self.network.get_layer(n).output.placeholder for n in self.output_names], feed)
-        return outs[0] if len(outs) == 1 else tuple(outs)
+        outs = [self.network.get_layer(n).output.placeholder for n in self.output_names]
+        return run_outputs(self.session, feed, outs)
 
     def close(self) -> None:
         self.session.close()

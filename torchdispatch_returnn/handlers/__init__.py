@@ -20,6 +20,7 @@ from . import (  # noqa: F401
     reshape,
     rnn,
     shape,
+    sorting,
     subscript,
 )
 from .registry import all_handlers, handles, lookup, register, unregister

@@ -15,7 +15,7 @@ import torch
 
 from .._backend import Dim, tf_dtype
 from ..sizes import DimInt
-from ..tensor import Ref, ReturnnTensor, UnsortedRef
+from ..tensor import Ref, UnsortedRef
 from .positions import (  # noqa: F401  (re-exported: handlers import their builders from common)
     bound_lin,
     cat_refs,
@@ -230,7 +230,7 @@ def batch_permutation(ctx, x: Any, ax: int, index: Any) -> Ref | None:
     """index_select over the batch axis with a plain permutation (the length sort/unsort of
     packing): the network keeps the original order. None if it is not that."""
     r = ctx.ref(x)
-    if not (r.dims[ax].is_batch_dim() and isinstance(index, torch.Tensor) and not isinstance(index, ReturnnTensor)):
+    if not (r.dims[ax].is_batch_dim() and isinstance(index, torch.Tensor) and index.dim() == 1):
         return None
     if sorted(index.tolist()) != list(range(r.shape[ax])):
         return None

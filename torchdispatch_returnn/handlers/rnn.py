@@ -263,7 +263,7 @@ def _check_lengths(ctx, lengths, t_dim, r):
         # the network uses the dim's own lengths: the parity check proves they equal the given ones
         b_dim = next(d for d in r.dims if d.is_batch_dim())
         own = ctx.cast(ctx.size_ref(t_dim, [b_dim]), torch.int64)
-        if isinstance(ctx.ref(lengths), UnsortedRef):  # torch holds them sorted (enforce_sorted=False)
+        if isinstance(r, UnsortedRef):  # torch holds the batch length-sorted (enforce_sorted=False)
             own = ctx.eval("tf.sort(source(0), direction='DESCENDING')", [own], own.dims, dtype=torch.int64)
         if lengths.dim() == 1:
             ctx.record(own, lengths.detach())
@@ -294,16 +294,6 @@ def pad_packed(ctx, data, batch_sizes, batch_first, padding_value, total_length)
     lengths = ctx.cast(ctx.size_ref(t_dim, [b_dim]), torch.int64)
     return UnsortedRef(seq.layer, seq.dims, seq.shape, seq.dtype), \
         UnsortedRef(lengths.layer, lengths.dims, lengths.shape, lengths.dtype)
-
-
-@handles(torch.sort, torch.Tensor.sort)
-def sort(ctx, x, dim=-1, descending=False, stable=False, *, out=None):
-    """Sorting sequence lengths over the batch axis (``pack_padded_sequence(enforce_sorted=False)``):
-    the network keeps the original order, so the values stand for the unsorted tensor."""
-    r = ctx.ref(x)
-    if r.ndim != 1 or not r.dims[0].is_batch_dim():
-        raise NotImplementedError("torch.sort other than of per-sequence values over the batch axis")
-    return UnsortedRef(r.layer, r.dims, r.shape, r.dtype), None
 
 
 def _cell(ctx, kind, x, hx, w_ih, w_hh, b_ih, b_hh):
