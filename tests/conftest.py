@@ -7,3 +7,14 @@ os.environ.setdefault("DISABLE_CUDA", "1")
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+import tempfile
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _temp_in_tmp_path(tmp_path, monkeypatch):
+    """Anything a test (or a library it calls) writes to the temp directory lands in its tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    yield

@@ -34,6 +34,7 @@ class Case:
     atol: float = 1e-5
     positive: bool = False
     seq_lens: tuple = (9, 4, 6)  # lengths of the padded-batch check (assert_padded)
+    grads: bool = True  # gradient parity of the written config (check_grads)
 
     def __str__(self):
         return self.name
@@ -79,8 +80,9 @@ def _outputs(y) -> list[torch.Tensor]:
     return [v for v in y if isinstance(v, torch.Tensor)]
 
 
-def assert_parity(case: Case, tmp_dir: str | None = None) -> Any:
-    """Capture ``case``, check per-op parity, export, rebuild fresh, compare at other lengths."""
+def assert_parity(case: Case) -> Any:
+    """Capture ``case`` (per-op parity, self-check, gradient parity), export, rebuild fresh, compare
+    at other lengths."""
     torch.manual_seed(0)
     model = case.module()
     if isinstance(model, torch.nn.Module):
@@ -88,17 +90,18 @@ def assert_parity(case: Case, tmp_dir: str | None = None) -> Any:
     xs = make_inputs(case)
     with torch.no_grad():
         expected = _outputs(model(*[x.clone() for x in xs]))
-        with returnn_capture(dynamic_shapes=case.dyn, atol=case.atol) as net:
+        with returnn_capture(dynamic_shapes=case.dyn, atol=case.atol, check_grads=case.grads) as net:
             y = model(*[x.clone() for x in xs])
     assert net.parity.ok, str(net.parity)
     assert len(net.parity) > 0
     COVERED.update(net.ops_seen)
+    if any(g.ok for g in net.parity.grads):
+        GRAD_COVERED.update(net.ops_seen)
     for got, exp in zip(_outputs(y), expected):
         torch.testing.assert_close(got.as_subclass(torch.Tensor), exp)  # the user gets torch's own values
-    tmp = tmp_dir or tempfile.mkdtemp(prefix="tdr_")
-    cfg = net.save_config(os.path.join(tmp, "net.config"))
-    ckpt = net.save_checkpoint(os.path.join(tmp, "model"))
-    fresh = ConfigNetwork(cfg, ckpt)
+    with tempfile.TemporaryDirectory(prefix="tdr_") as tmp:
+        fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "net.config")),
+                              net.save_checkpoint(os.path.join(tmp, "model")))
     try:
         dyn_names = sorted({n for spec in (case.dyn or ()) if spec for n in spec.values() if n != "batch"})
         size_sets = [None] + ([dict.fromkeys(dyn_names, s) for s in case.other_sizes] if dyn_names else [])
@@ -135,6 +138,8 @@ class Fn(torch.nn.Module):
 
 #: torch callables dispatched to handlers in parity cases of this test session (coverage meta-test)
 COVERED: set = set()
+#: ... of cases whose gradients were checked (not skipped)
+GRAD_COVERED: set = set()
 
 
 def GARBAGE(shape, g):
@@ -191,8 +196,9 @@ def assert_padded(case: Case, lens=None) -> Any:
     model = case.module()
     if isinstance(model, torch.nn.Module):
         model.eval()
-    tmp = tempfile.mkdtemp(prefix="tdr_pad_")
-    fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "net.config")), net.save_checkpoint(os.path.join(tmp, "m")))
+    with tempfile.TemporaryDirectory(prefix="tdr_pad_") as tmp:
+        fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "net.config")),
+                              net.save_checkpoint(os.path.join(tmp, "m")))
     try:
         xs = garbage_batch(case, lens)
         got_live = net.run(*xs, seq_lens={"time": lens})

@@ -161,11 +161,53 @@ def test_self_check_finds_what_is_fixed_to_the_capture_length():
     assert net.parity.ok and not net.parity.self_checks
 
 
+def test_self_check_names_the_decisions_python_took_on_sizes():
+    class PadToMultiple(nn.Module):  # torchaudio ConvTasNet's idiom: pad only where T is no multiple of 4
+        def forward(self, x):
+            rem = x.shape[1] - (x.shape[1] // 4) * 4
+            if rem == 0:
+                return x * 2
+            return torch.nn.functional.pad(x, (0, 0, 0, 4 - rem)) * 2
+
+    with pytest.raises(ParityError, match="differs from torch at sizes") as ei:
+        with returnn_capture(dynamic_shapes=({1: "time"},), self_check={"time": [6]}):
+            PadToMultiple()(torch.randn(2, 8, 3))
+    msg = str(ei.value)
+    assert "torch takes another path at these sizes" in msg and "Python decided on dynamic sizes at: " in msg
+    site = f"{__file__}:{PadToMultiple.forward.__code__.co_firstlineno + 2}"
+    with returnn_capture(dynamic_shapes=({1: "time"},), self_check={"time": [4]}, check=False) as net:
+        PadToMultiple()(torch.randn(3, 8, 3))
+    sizes, padded = net.parity.self_checks
+    assert sizes.ok and sizes.what == "sizes {'time': 4}"  # the decision holds at 4
+    assert padded.ok is False and "torch takes another path for sequence 1 alone" in padded.detail  # not at 6
+    assert net.parity.guards == {site: "`time - 4*time//4 == 0` was True (time - 4*time//4 = 0)"}
+    assert f"size decision at {site}: " in str(net.parity) and site in msg
+
+
+def test_padded_self_check_finds_a_conversion_that_is_not_per_sequence():
+    def padded_mean(ctx, input, dim=None, keepdim=False, *, dtype=None):  # over the padded axis: wrong per sequence
+        r = ctx.ref(input)
+        return ctx.tf_op("tf.reduce_mean(x0, axis=1)", [r], [r.dims[0], r.dims[2]])
+
+    class M(nn.Module):
+        def forward(self, x):
+            return torch.mean(x * 2, 1)
+
+    register(torch.mean, padded_mean, override=True)
+    try:
+        with pytest.raises(ParityError, match=r"padded batch .* first at torch.mean .* sequence 1 differs"):
+            with returnn_capture(dynamic_shapes=({1: "time"},)):
+                M()(torch.randn(3, 8, 4))
+    finally:
+        unregister(torch.mean)
+
+
 def test_self_check_passes_and_is_reported():
     with returnn_capture(dynamic_shapes=({1: "time"}, None), lengths={"lengths": "time"},
                          self_check={"time": [5]}) as net:
         MaskedMean().eval()(torch.randn(3, 9, 4), torch.tensor([9, 6, 4]))
     checks = net.parity.self_checks
-    assert len(checks) == 1 and checks[0].ok and checks[0].compared > 3
+    assert len(checks) == 2 and checks[0].ok and checks[0].compared > 3
     assert "self-check at sizes {'time': 5}: OK" in str(net.parity)
+    assert checks[1].ok and checks[1].what == "padded batch {'time': [9, 7, 5]}"  # NaN padding, per sequence
     COVERED.update(net.ops_seen)

@@ -188,11 +188,27 @@ class Builder:
                 s = ref.layer.site
                 raise UnsupportedOpError(f"the output {name!r} needs a value the network does not have: "
                                          f"{ref.layer.missing}").at(s)
-            d = {"class": "transpose", "from": ref, "perm": list(ref.dims)}
+            src = self._merged_batch_output(name, ref)
+            d = {"class": "transpose", "from": src, "perm": list(src.dims)}
             if name != "output":
                 d["is_output_layer"] = True
-            out.append((self.add(d, ref.dims, ref.dtype, site=None, scope="", name=name).name, ref))
+            out.append((self.add(d, src.dims, ref.dtype, site=None, scope="", name=name).name, ref))
         return out
+
+    def _merged_batch_output(self, name: str, ref: Ref) -> Ref:
+        """``ref`` with each axis that merges the batch with a static axis (``x.flatten()`` of (B, K))
+        merged in the layer too (a new batch dim), so the output has torch's shape."""
+        for k, m in enumerate(ref.dims):
+            if not isinstance(m, MergedDim):
+                continue
+            if len(m.parts) != 2 or not any(p.is_batch_dim() for p in m.parts):
+                raise UnsupportedOpError(f"the output {name!r} has an axis merging {m.description}; only the batch "
+                                         "with one static axis can be merged in an output").at(ref.layer.site)
+            dims = list(ref.dims[:k]) + [NEW_BATCH] + list(ref.dims[k + 1:])
+            d = {"class": "merge_dims", "from": ref, "axes": list(m.parts), "keep_order": True}
+            ref = self.add(d, dims, ref.dtype, site=ref.layer.site, scope="", shape=ref.shape,
+                           name=self.namer.unique(f"{name}_merge_batch"))
+        return ref
 
     # -- parameters and constants --------------------------------------------------------------------
     def is_param(self, t: torch.Tensor) -> bool:

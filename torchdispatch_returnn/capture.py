@@ -35,14 +35,12 @@ class Capture:
     ``lengths``: forward arguments holding the sequence lengths of a dim, e.g. ``{"lengths": "time"}``;
     ``strict=False``: go on past ops without conversion and list them all in one ``UnsupportedOpError``
     (also ``net.unsupported``); ``self_check``: run torch and the network again at another length (or
-    ``{dim name: [sizes]}``) and compare op by op; False turns it off. See docs/API.md."""
+    ``{dim name: [sizes]}``) and compare op by op; ``check_grads``: gradients of the network built from
+    the written config against torch autograd. See :class:`verify.Options` and docs/API.md."""
 
-    def __init__(self, dynamic_shapes: Any = None, *, train: bool = False, check: bool = True,
-                 atol: float = 1e-5, rtol: float = 1e-5, lengths: dict | None = None, strict: bool = True,
-                 self_check: bool | dict = True):
-        self.train = bool(train)
-        self.check, self.strict, self.self_check = check, strict, self_check
-        self.atol, self.rtol = atol, rtol
+    def __init__(self, dynamic_shapes: Any = None, *, lengths: dict | None = None, **options: Any):
+        self.options = verify.Options(**options)
+        self.train = self.options.train
         self._spec = (dynamic_shapes, lengths)
         self.graph: Any = None
         self.session: Any = None
@@ -68,7 +66,7 @@ class Capture:
         self.scopes = ModuleScopes()
         self.builder = Builder(self.graph, self.dims, self.scopes.param_names, self.train)
         self.recorder = Recorder(self.train)
-        self.dispatcher = Dispatcher(self.builder, self.recorder, self.scopes, strict=self.strict)
+        self.dispatcher = Dispatcher(self.builder, self.recorder, self.scopes, strict=self.options.strict)
         self.inputs = Inputs(self.builder, self.dispatcher, *self._spec)
         mm = torch.nn.modules.module
         self._hooks = [mm.register_module_forward_pre_hook(self._pre_hook),
@@ -182,12 +180,13 @@ class Capture:
         args = [ArgSpec(kind, key) for kind, key in self.inputs.forward_args]
         self._feeder = Feeder(self.network, self.inputs.order, args)
         self.parity = verify.parity_run(self.recorder, self.session, self._fetch, self._feeder, self.inputs, self.dims,
-                                        self.atol, self.rtol)
-        if self.parity.ok and self.self_check is not False and self.inputs.call is not None and not self.train:
-            self.parity.self_checks = verify.self_check(self.inputs, self._root_kwargs, self.recorder.records,
-                                                        self._fetch, self._feeder, self.session, self.dims,
-                                                        self.self_check, self.atol, self.rtol)
-        if self.check and not self.parity.ok:
+                                        self.options)
+        self.parity.guards = self.dims.guards.described()
+        if self.parity.ok and self.inputs.call is not None:
+            verify.more_checks(self.parity, self.options, self.inputs, self._root_kwargs, self._fetch, self._feeder,
+                               self.session, self.dims, self.config_code, self.save_checkpoint, self.param_map,
+                               [ref for _, ref in self._outputs])
+        if self.options.check and not self.parity.ok:
             raise ParityError(self.parity.failure_message())
 
     def _require_finished(self, what: str) -> None:
@@ -244,6 +243,6 @@ class Capture:
         return run_outputs(self.session, feed, [self._fetch(r) for _, r in self._outputs])
 
 
-#: ``returnn_capture(dynamic_shapes=None, *, train=False, check=True, atol=1e-5, rtol=1e-5, lengths=None,
-#: strict=True, self_check=True)``: see :class:`Capture` and docs/API.md
+#: ``returnn_capture(dynamic_shapes=None, *, lengths=None, train=False, check=True, atol=1e-5, rtol=1e-5,
+#: strict=True, self_check=True, check_grads=False)``: see :class:`Capture` and docs/API.md
 returnn_capture = Capture

@@ -210,11 +210,15 @@ class OpContext:
                 raise NotImplementedError(f"no lengths known for dim {dim}")
         src = src or self._builder.first_input
         dims = [] if dim.is_batch_dim() else list(dim.dyn_size_ext.dims)
-        for d in dims:
-            if not any(d is w or d == w for w in within):
-                raise NotImplementedError("a sequence length used as a number where the result has no batch axis")
-        dims = [next(w for w in within if d is w or d == w) for d in dims]
-        return self.layer({"class": "length", "from": src, "axis": dim}, dims, dtype=torch.int32)
+        outside = [d for d in dims if not any(d is w or d == w for w in within)]
+        if any(not d.is_batch_dim() for d in outside):
+            raise NotImplementedError(f"the lengths of {dim} vary over an axis the result does not have")
+        kept = [next(w for w in within if d is w or d == w) for d in dims if d not in outside]
+        lens = self.layer({"class": "length", "from": src, "axis": dim}, dims if outside else kept, dtype=torch.int32)
+        if outside:  # no batch axis in the result: the padded size, as torch sees it
+            lens = self.layer({"class": "reduce", "from": lens, "mode": "max", "axes": outside}, kept,
+                              dtype=torch.int32)
+        return lens
 
     def squeeze(self, r: Ref, axis: int) -> Ref:
         """Remove the (size-1) axis ``axis``."""
@@ -234,6 +238,9 @@ class OpContext:
         mapping = {o: n for o, n in mapping.items() if o is not n}
         if not mapping:
             return r
+        if any(o.is_batch_dim() != n.is_batch_dim() for o, n in mapping.items()):
+            raise NotImplementedError("an axis of a fixed size stands against the batch axis (a plain tensor or a "
+                                      "static axis there would fix the network to the capture's batch size)")
         targets = set(map(id, mapping.values()))
         first = {o: n for o, n in mapping.items() if id(o) in targets}
         if first and len(first) < len(mapping):  # move dims away before others take their place

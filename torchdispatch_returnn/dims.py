@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Dim, batch_dim
+from .guards import SizeGuards
 from .sizes import DimInt, Lin
 from .tensor import Layer, MergedDim, expand_dims
 
@@ -65,6 +66,8 @@ class DimRegistry:
         self._given_lengths: dict[int, np.ndarray] = {}  # id(dim) -> lengths given at capture time
         self._flat_batches: dict[int, tuple[Dim, ...]] = {}  # id(merged batch dim) -> the dims merged
         self.named: dict[str, Dim] = {}  # dynamic dim name (dynamic_shapes) -> Dim
+        self.guards = SizeGuards()  # decisions the user's code took on dynamic sizes
+        self._recipes: dict[int, tuple] = {}  # id(derived dim) -> (kind, a, b)
 
     # -- layers that carry a dim ------------------------------------------------------------------
     def note_layer(self, layer: Layer, dims) -> None:
@@ -213,6 +216,7 @@ class DimRegistry:
         code = template.format(a=self.code(a) if isinstance(a, Dim) else repr(a),
                                b=self.code(b) if isinstance(b, Dim) else repr(b))
         self._kinds.setdefault(id(dim), "derived")
+        self._recipes.setdefault(id(dim), (kind, a, b))
         lin = self._derived_lin(kind, a, b)
         if lin is not None and id(dim) not in self._lins and dim is not a:
             self._lins[id(dim)] = lin
@@ -268,6 +272,41 @@ class DimRegistry:
         Conversions by this package do not count (unless ``checked``: the caller knows)."""
         if checked or not sys._getframe(2).f_code.co_filename.startswith(_PKG_DIR):
             self._escaped.setdefault(int.__int__(value), {})[repr(value.lin)] = value.lin
+
+    def note_guard(self, value: DimInt, op: str, other: Any, result: Any) -> None:
+        """The user's code compared the dynamic size ``value``: see :class:`~.guards.SizeGuards`."""
+        frame = sys._getframe(3)
+        if not frame.f_code.co_filename.startswith(_PKG_DIR) and value.lin.terms:
+            self.guards.note(f"{frame.f_code.co_filename}:{frame.f_lineno}", value.lin, int.__int__(value), op,
+                             other, result)
+
+    def size_at(self, lin: Lin, sizes: dict[str, int]) -> int | None:
+        """The value of ``lin`` with the input dims at ``sizes`` (by name; others at their capture
+        size), or None where a dim's size cannot be derived here."""
+        total = lin.const
+        for d, k in lin.terms:
+            v = self._eval_dim(d, sizes)
+            if v is None:
+                return None
+            total += k * v
+        return total
+
+    def _eval_dim(self, d: Any, sizes: dict[str, int]) -> int | None:
+        if not isinstance(d, Dim):
+            return int(d)
+        if not d.is_dynamic():
+            return d.dimension
+        if self.named.get(d.description) is d:
+            return sizes.get(d.description, self.size(d))
+        if d.is_batch_dim():
+            return self.size(d)
+        if id(d) in self._recipes:
+            kind, a, b = self._recipes[id(d)]
+            va, vb = self._eval_dim(a, sizes), self._eval_dim(b, sizes)
+            return None if va is None or vb is None else _STATIC_OPS[kind](va, vb)
+        if id(d) in self._lins:
+            return self.size_at(self._lins[id(d)], sizes)
+        return None
 
     def is_escaped(self, value: int) -> bool:
         """The user's code made a plain int of this value from a dynamic size."""

@@ -50,6 +50,10 @@ def py_source(obj: Any, dims: DimRegistry) -> str:
     raise TypeError(f"cannot write {type(obj).__name__} {obj!r} into a config")
 
 
+#: layer count from which a config raises Python's recursion limit for RETURNN's construction
+DEEP_NET = 100
+
+
 def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str], net_dict: dict,
                 forward_args: Sequence[ArgSpec], outputs: Sequence[str] = ("output",)) -> str:
     """A complete RETURNN config (Python) for a captured network."""
@@ -63,6 +67,9 @@ def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str]
         f"behavior_version = {BEHAVIOR_VERSION}",
         "",
     ]
+    if len(net_dict) > DEEP_NET:  # RETURNN builds layers recursively from the outputs back
+        lines.insert(3, "import sys")
+        lines[-1:-1] = [f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {20 * len(net_dict) + 1000}))"]
     lines += dims.declarations()
     lines.append("")
     lines.append("extern_data = {")

@@ -11,7 +11,7 @@ import torch
 
 from ._backend import batch_dim, tf_dtype
 from .builder import Builder
-from .errors import CaptureError, InputSpecError
+from .errors import CaptureError, InputSpecError, user_location
 from .tensor import Ref, ReturnnTensor, plain, wrap
 
 _INPUT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32, torch.bool)
@@ -32,6 +32,7 @@ class Inputs:
         self.order: list[str] = []
         self.forward_args: list[tuple[str, Any]] = []  # ("input", key) / ("lengths", dim name), forward order
         self.call: tuple | None = None  # (module, positional args, positions of the forward_args) of the root call
+        self.call_site = ""  # the user's file:line of the root call
         self.check_spec_form()
 
     def check_spec_form(self) -> None:
@@ -169,6 +170,7 @@ class Inputs:
                              for i in sorted(positions + list(length_pos))]
         self.call = (module, tuple(plain(a).detach().clone() if isinstance(a, torch.Tensor) else a for a in args),
                      sorted(positions + list(length_pos)))
+        self.call_site = user_location()
         return tuple(new_args)
 
     def _length_input(self, t: torch.Tensor, dim_name: str) -> ReturnnTensor:

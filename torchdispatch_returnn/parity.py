@@ -87,10 +87,13 @@ class ParityReport:
     atol: float = 1e-5
     rtol: float = 1e-5
     self_checks: list = field(default_factory=list)  # verify.SelfCheck: the network again at other lengths
+    grads: list = field(default_factory=list)  # verify.GradCheck: gradients of the written config vs torch
+    guards: dict = field(default_factory=dict)  # "file:line" -> a decision the user's code took on a dynamic size
 
     @property
     def ok(self) -> bool:
-        return all(r.ok is not False for r in self.records) and all(c.ok is not False for c in self.self_checks)
+        return all(r.ok is not False for r in self.records) and all(c.ok is not False for c in self.self_checks) \
+            and all(g.ok is not False for g in self.grads)
 
     @property
     def failures(self) -> list:
@@ -116,17 +119,40 @@ class ParityReport:
         for c in self.self_checks:
             state = {True: "OK", False: "FAILED", None: "skipped"}[c.ok]
             lines.append(f"self-check at {c.what}: {state} ({c.compared} ops){': ' + c.detail if c.detail else ''}")
+        for site, text in self.guards.items():
+            lines.append(f"size decision at {site}: {text}")
+        if self.grads:
+            bad = [g for g in self.grads if g.ok is False]
+            done = [g for g in self.grads if g.ok is not None]
+            lines.append(f"gradients: {'OK' if not bad else 'FAILED'} ({len(done) - len(bad)}/{len(done)})"
+                         + "".join(f"\n  {g.name}: max abs diff {g.max_abs_diff:.3g} {g.detail}" for g in bad)
+                         + "".join(f"\n  {g.name}: {g.detail}" for g in self.grads if g.ok is None))
         return "\n".join(lines)
+
+    def _guard_hint(self) -> str:
+        if not self.guards:
+            return ""
+        return (". Python decided on dynamic sizes at: " + "; ".join(f"{k} ({v})" for k, v in self.guards.items())
+                + ": the network holds where these decisions come out the same")
 
     def failure_message(self) -> str:
         fails = self.failures
+        bad_grads = [g for g in self.grads if g.ok is False]
+        if not fails and bad_grads:
+            g = bad_grads[0]
+            return (f"{len(bad_grads)} gradient(s) of the network built from the written config differ from torch "
+                    f"autograd; first: {g.name}: max abs diff {g.max_abs_diff:.3g} {g.detail}\n{self}")
         if not fails:  # a self-check at another length failed
             c = next(c for c in self.self_checks if c.ok is False)
             r = c.first
+            if r is None:
+                return (f"the network differs from torch at {c.what} (it agrees at the capture inputs): {c.detail}"
+                        f"{self._guard_hint()}\n{self}")
             return (f"the network differs from torch at {c.what} (it agrees at the capture length): first at "
                     f"{r.torch_op} in module {r.module_path or '<root>'!r} (RETURNN layer {r.layer!r}) at "
                     f"{r.location}: {c.detail}. Something there is fixed to the capture length (a Python loop over "
-                    f"a size, int() of a size used as a number, control flow on sizes); see docs/API.md\n{self}")
+                    f"a size, int() of a size used as a number, control flow on sizes); see docs/API.md"
+                    f"{self._guard_hint()}\n{self}")
         first = fails[0]
         return (f"{len(fails)} op(s) disagree with PyTorch; first: {first.torch_op} in module "
                 f"{first.module_path or '<root>'!r} (RETURNN layer {first.layer!r}) at {first.location}: "
@@ -233,7 +259,7 @@ def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: 
         record.ok, record.max_abs_diff = False, float("inf")
         record.note = "; ".join(filter(None, [record.note, "NaN/inf at other places than torch's"]))
         return
-    diff = np.abs(g - e)[finite] if finite.any() else np.zeros(1)
+    diff = np.abs(g[finite] - e[finite]) if finite.any() else np.zeros(1)
     scale = float(np.abs(e[finite]).max()) if finite.any() else 0.0
     record.max_abs_diff = float(diff.max())
     record.ok = record.max_abs_diff <= atol + rtol * scale

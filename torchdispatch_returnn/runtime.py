@@ -210,5 +210,30 @@ class ConfigNetwork:
         outs = [self.network.get_layer(n).output.placeholder for n in self.output_names]
         return run_outputs(self.session, feed, outs)
 
+    def gradients(self, *inputs: Any, weights: Sequence[np.ndarray], wrt: Sequence[str] = (),
+                  seq_lens: dict | None = None) -> tuple[dict, dict]:
+        """The gradients of ``sum(output_i * weights_i)`` over each sequence's valid frames, w.r.t. every
+        trainable variable ({name: array}) and the float extern data ``wrt`` ({key: array})."""
+        feed = self.feeder.feed(inputs, seq_lens)
+        with self.graph.as_default():
+            loss = 0.0
+            for name, w in zip(self.output_names, weights):
+                data = self.network.get_layer(name).output
+                term = tf.cast(data.placeholder, tf.float64) * tf.constant(np.asarray(w, dtype=np.float64))
+                for ax, d in enumerate(data.dims):  # (without a batch axis: every frame counts)
+                    if d.is_dynamic() and not d.is_batch_dim() and data.have_batch_axis():
+                        mask = data.get_sequence_mask_broadcast(axis=ax)
+                        term = term * tf.cast(mask, tf.float64)
+                loss += tf.reduce_sum(term)
+            params = self.network.get_trainable_params()
+            keys = [k for k in wrt]
+            targets = params + [self.network.extern_data.data[k].placeholder for k in keys]
+            grads = tf.gradients(loss, targets)
+        fetch = {i: g for i, g in enumerate(grads) if g is not None}
+        values = self.session.run(fetch, feed_dict=feed) if fetch else {}
+        by_var = {p.op.name: values.get(i) for i, p in enumerate(params)}
+        by_input = {k: values.get(len(params) + j) for j, k in enumerate(keys)}
+        return by_var, by_input
+
     def close(self) -> None:
         self.session.close()

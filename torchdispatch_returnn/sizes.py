@@ -64,8 +64,15 @@ class Lin:
         return hash(self.key())
 
     def __repr__(self) -> str:
-        parts = [f"{k}*{d.description}" for d, k in self.terms] + ([str(self.const)] if self.const else [])
-        return " + ".join(parts) or "0"
+        text = ""
+        for d, k in self.terms + ((None, self.const),):
+            if not k:
+                continue
+            name = d.description if d is not None else ""
+            mag = abs(k) if d is None or abs(k) != 1 else ""
+            term = f"{mag}*{name}" if mag != "" and name else f"{mag}{name}"
+            text += (" - " if k < 0 else " + ") + term if text else ("-" if k < 0 else "") + term
+        return text or "0"
 
 
 class DimOwner(Protocol):
@@ -80,6 +87,8 @@ class DimOwner(Protocol):
     def lin_of(self, dim: Dim) -> Lin: ...
 
     def note_escape(self, value: DimInt) -> None: ...
+
+    def note_guard(self, value: DimInt, op: str, other: Any, result: bool) -> None: ...
 
 
 class DimInt(int):
@@ -187,6 +196,32 @@ class DimInt(int):
     def __int__(self):  # Python makes the result a plain int; the capture may recover it by value
         self.owner.note_escape(self)
         return int.__int__(self)
+
+    # -- comparisons: Python decides on the capture-time value; the decision is noted (a size guard) ------
+    def _compare(self, op: str, other, result):
+        if isinstance(other, (int, float)) and not isinstance(result, type(NotImplemented)):
+            self.owner.note_guard(self, op, other, result)
+        return result
+
+    def __eq__(self, other):
+        return self._compare("==", other, int.__eq__(self, other))
+
+    def __ne__(self, other):
+        return self._compare("!=", other, int.__ne__(self, other))
+
+    def __lt__(self, other):
+        return self._compare("<", other, int.__lt__(self, other))
+
+    def __le__(self, other):
+        return self._compare("<=", other, int.__le__(self, other))
+
+    def __gt__(self, other):
+        return self._compare(">", other, int.__gt__(self, other))
+
+    def __ge__(self, other):
+        return self._compare(">=", other, int.__ge__(self, other))
+
+    __hash__ = int.__hash__
 
 
 

@@ -5,7 +5,9 @@ conversion in one call.
 2. the network rebuilt from the written config + checkpoint, and the live one, against torch on
    the example inputs and at other lengths along every dynamic axis;
 3. a padded batch with NaN (or the largest id) in the padding, run through both networks with
-   the sequence lengths, against torch on each sequence alone.
+   the sequence lengths, against torch on each sequence alone;
+4. gradient parity (``check_grads``): the gradients of the network built from the written config
+   w.r.t. every parameter and float input, against torch autograd.
 
 Failures raise ``AssertionError`` naming what differs (a ``ParityError`` with the op table from
 step 1).
@@ -32,27 +34,29 @@ __all__ = ["assert_converts"]
 def assert_converts(model: torch.nn.Module, *inputs: torch.Tensor, dynamic_shapes: Any = None,
                     lengths: dict | None = None, other_lengths: Any = None, padded: bool = True,
                     seq_lens: Sequence[int] | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                    train: bool = False, tmp_dir: str | None = None, seed: int = 0) -> Capture:
+                    train: bool = False, check_grads: bool = True, seed: int = 0) -> Capture:
     """Capture ``model(*inputs)`` and check the conversion at other lengths and on a padded batch.
 
     ``dynamic_shapes`` and ``lengths`` are those of :func:`returnn_capture`. ``other_lengths``:
     sizes to try along the dynamic axes (a list applied to every dynamic dim, or {dim name: list});
     default: about 2/3 and 3/2 of the example length. ``padded``: also check a padded batch (for
     models whose valid outputs do not depend on the padding); ``seq_lens``: its lengths as fractions
-    are taken from the example size (default: full, 3/4, 1/2, ...). Returns the capture."""
+    are taken from the example size (default: full, 3/4, 1/2, ...). ``check_grads``: gradient parity
+    (see :func:`returnn_capture`). Files are written to a temporary directory that is removed.
+    Returns the capture."""
     if isinstance(model, torch.nn.Module):
         model.eval()
     spec = _Spec(model, inputs, dynamic_shapes, lengths)
     with torch.no_grad():
         expected = _outputs(model(*_clone(inputs)))
-        with returnn_capture(dynamic_shapes=dynamic_shapes, lengths=lengths, atol=atol, rtol=rtol,
-                             train=train) as net:
+        with returnn_capture(dynamic_shapes=dynamic_shapes, lengths=lengths, atol=atol, rtol=rtol, train=train,
+                             check_grads=check_grads and not train, self_check=spec.self_check(other_lengths)) as net:
             got = model(*_clone(inputs))
     for g, e in zip(_outputs(got), expected):
         torch.testing.assert_close(g.as_subclass(torch.Tensor), e, rtol=0, atol=0)  # the user gets torch's values
-    tmp = tmp_dir or tempfile.mkdtemp(prefix="tdr_test_")
-    fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "returnn.config")),
-                          net.save_checkpoint(os.path.join(tmp, "model")))
+    with tempfile.TemporaryDirectory(prefix="tdr_test_") as tmp:
+        fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "returnn.config")),
+                              net.save_checkpoint(os.path.join(tmp, "model")))
     try:
         batch_axes = [_batch_axis(ref) for _, ref in net._outputs]
         for sizes in [None] + spec.other_sizes(other_lengths):
@@ -116,6 +120,13 @@ class _Spec:
             return [{n: list(other.get(n, [self.sizes[n]]))[min(k, len(other.get(n, [0])) - 1)]
                      for n in self.dyn_names} for k in range(count)]
         return [{n: s for n in self.dyn_names} for s in other]
+
+    def self_check(self, other: Any) -> Any:
+        """The capture's own self-check at the shorter of ``other`` (default: its own choice)."""
+        if other is None or not self.dyn_names:
+            return True
+        shorter = {n: [d[n] for d in self.other_sizes(other) if d[n] < self.sizes[n]] for n in self.dyn_names}
+        return {n: v for n, v in shorter.items() if v} or False
 
     def resized(self, sizes: dict, seed: int, lens: dict | None = None) -> list:
         """The inputs with each dynamic axis at ``sizes[name]`` (new random values beyond the example,

@@ -143,11 +143,11 @@ def dropout(ctx, x, p=0.5, training=True, inplace=False):
 
 @handles(F.prelu)
 def prelu(ctx, x, weight):
-    """x if x >= 0 else weight * x, weight per channel (axis 1) or shared."""
+    """x if x >= 0 else weight * x, weight per channel (axis 1) or shared (one element, 0-d or 1-d)."""
     r = ctx.ref(x)
-    w = ctx.ref(weight, prefer=[r.dims[1]] if r.ndim > 1 else None)
-    if w.shape[0] != 1:
+    w = ctx.ref(weight, prefer=[r.dims[1]] if r.ndim > 1 and weight.dim() == 1 else None)
+    if w.ndim == 1 and w.shape[0] != 1:
         w = ctx.rename(w, {w.dims[0]: r.dims[1]})
-    else:
+    elif w.ndim == 1:
         w = ctx.squeeze(w, 0)
     return ctx.eval("tf.where(source(0) >= 0, source(0), source(0) * source(1))", [r, w], r.dims)

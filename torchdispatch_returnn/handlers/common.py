@@ -15,7 +15,7 @@ import torch
 
 from .._backend import Dim, tf_dtype
 from ..sizes import DimInt
-from ..tensor import Ref, UnsortedRef
+from ..tensor import MergedDim, Ref, UnsortedRef, expand_dims
 from .positions import (  # noqa: F401  (re-exported: handlers import their builders from common)
     bound_lin,
     cat_refs,
@@ -31,6 +31,10 @@ from .positions import (  # noqa: F401  (re-exported: handlers import their buil
 )
 
 T = torch.Tensor
+
+#: sqrt of a norm or variance, as an eval function: torch's backward of a norm or std is 0 where the
+#: value is 0; ``tf.sqrt``'s would be 0 * inf = NaN there (values as ``tf.sqrt``, NaN included)
+SAFE_SQRT = "(lambda v: tf.where(v > 0, tf.sqrt(tf.where(v > 0, v, tf.ones_like(v))), tf.sqrt(tf.stop_gradient(v))))"
 
 
 # -- arguments ------------------------------------------------------------------------------------
@@ -91,7 +95,12 @@ def reduce_ref(ctx, r: Ref, mode: str, axes: Sequence[int], keepdim: bool, *, dt
     if not axes:
         return r
     dims = [d for i, d in enumerate(r.dims) if i not in axes]
-    if any(r.dims[i].is_dynamic() and not r.dims[i].is_batch_dim() for i in axes) and \
+    if any(isinstance(r.dims[i], MergedDim) for i in axes):  # B * K: over both dims
+        if mode.startswith("arg"):
+            raise NotImplementedError(f"{mode} along an axis that merges the batch with another axis")
+        red = ctx.layer({"class": "reduce", "from": r, "mode": mode, "axes": expand_dims([r.dims[i] for i in axes])},
+                        dims, dtype=dtype)
+    elif any(r.dims[i].is_dynamic() and not r.dims[i].is_batch_dim() for i in axes) and \
             not any(d.is_batch_dim() for d in r.dims):  # no sequences to mask: over the padded axis, as torch
         fn = {"sum": "reduce_sum", "mean": "reduce_mean", "max": "reduce_max", "min": "reduce_min",
               "logsumexp": "reduce_logsumexp", "prod": "reduce_prod", "argmax": "argmax", "argmin": "argmin"}[mode]
@@ -126,6 +135,11 @@ def dot(ctx, a: Ref, b: Ref, batch: list[tuple[int, int]], reduce: list[tuple[in
         if rd.is_dynamic() and not rd.is_batch_dim():
             a = mask_padding(ctx, a, rd)
             b = mask_padding(ctx, b, rd)
+    if any(rd.is_batch_dim() for rd in red):  # RETURNN's dot cannot sum over the batch: product, then sum
+        both = list(a.dims) + [d for d in b.dims if not any(d is x for x in a.dims)]
+        prod = ctx.eval("source(0) * source(1)", [a, b], both)
+        y = reduce_ref(ctx, prod, "sum", [i for i, d in enumerate(both) if any(d is x for x in red)], False)
+        return ctx.transpose_to(y, dims)
     return ctx.layer({"class": "dot", "from": [a, b], "reduce": red}, dims)
 
 

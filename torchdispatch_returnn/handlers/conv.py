@@ -7,7 +7,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._backend import tf_dtype
 from .common import ntuple, slice_ref
 from .registry import handles
 
@@ -29,9 +28,7 @@ def _bias(ctx, bias, out_dim):
 
 def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
     r = ctx.ref(x)
-    w = ctx.ref(weight, prefer=[None, r.dims[1] if groups == 1 else None])
-    if r.ndim != n + 2:
-        raise NotImplementedError(f"conv{n}d input without a batch axis")
+    w = ctx.ref(weight, prefer=[None, r.dims[1] if groups == 1 and r.ndim == n + 2 else None])
     if r.dtype != w.dtype:
         raise NotImplementedError("conv with input and weight of different dtypes")
     stride, dilation = ntuple(stride, n), ntuple(dilation, n)
@@ -46,13 +43,18 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
             pads = [0] * n
     else:
         pads = list(ntuple(padding, n))
+    if r.ndim == n + 1:
+        return _unbatched_conv(ctx, n, r, w, bias, stride, pads, dilation, groups)
     spatial = list(r.dims[2:])
     out_dim = w.dims[0]
-    if n == 2 and any(d > 1 for d in dilation):
-        # RETURNN's 2-D dilated conv fails (TF loses static shapes): zero-insert the kernel instead
+    if any(d > 1 for d in dilation) and (n == 2 or any(st > 1 for st in stride)):
+        # RETURNN's 2-D dilated conv fails (TF loses static shapes), its strided dilated depthwise conv
+        # drops frames: zero-insert the kernel instead
         w = _dilated_kernel(ctx, w, dilation)
         ks = [(k - 1) * d + 1 for k, d in zip(ks, dilation)]
         dilation = (1,) * n
+    if 1 < groups < r.shape[1]:  # TF's CPU gradient of grouped convs fails: a block-diagonal dense kernel
+        w, groups = _dense_grouped_kernel(ctx, w, groups, r.dims[1]), 1
     in_dim = r.dims[1] if groups == 1 else ctx.dims.static_derived("floordiv", r.dims[1], groups)
     w = ctx.rename(w, {w.dims[1]: in_dim})
     out_spatial = [out_len_dim(ctx, spatial[i], r.shape[2 + i], ks[i], stride[i], 2 * pads[i], dilation[i])
@@ -66,18 +68,49 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
     return ctx.layer(d, [r.dims[0], out_dim] + out_spatial)
 
 
+def _unbatched_conv(ctx, n, r, w, bias, stride, pads, dilation, groups):
+    """A conv of an input without batch axis (C, S...) (RETURNN's conv layer needs one): TF's own
+    convolution over the padded axes, as torch (a dense, undilated kernel)."""
+    if any(d > 1 for d in dilation):
+        w = _dilated_kernel(ctx, w, dilation)
+    if groups > 1:
+        w = _dense_grouped_kernel(ctx, w, groups, r.dims[0])
+    ks = list(w.shape[2:])
+    out_sp = [out_len_dim(ctx, r.dims[1 + i], r.shape[1 + i], ks[i], stride[i], 2 * pads[i], 1) for i in range(n)]
+    spatial = list(range(1, n + 1))
+    expr = (f"tf.transpose(tf.nn.convolution(tf.pad(tf.transpose(x0, {spatial + [0]})[None], "
+            f"{[[0, 0]] + [[p, p] for p in pads] + [[0, 0]]}), tf.transpose(x1, {[a + 1 for a in spatial] + [1, 0]}), "
+            f"strides={list(stride)}, padding='VALID')[0], {[n] + [a - 1 for a in spatial]})")
+    return _plus_bias(ctx, ctx.tf_op(expr, [r, w], [w.dims[0]] + out_sp, dtype=r.dtype), bias, 0)
+
+
+def _plus_bias(ctx, y, bias, ax):
+    """``y`` plus a bias along its axis ``ax``."""
+    if bias is None:
+        return y
+    return ctx.eval("source(0) + source(1)", [y, _bias(ctx, bias, y.dims[ax])], y.dims, dtype=y.dtype)
+
+
+def _dense_grouped_kernel(ctx, w, groups, in_dim):
+    """(O, I/g, k...) -> (O, I, k...), zero outside each group's block (exact, and TF's gradient of
+    a dense conv is right where that of a grouped one is missing on CPU)."""
+    o, i = w.shape[0], w.shape[1]
+    dims = [w.dims[0], in_dim] + list(w.dims[2:])
+    return ctx.tf_op(f"tf.reshape(tf.einsum('goi...,gh->gohi...', tf.reshape(x0, [{groups}, {o // groups}, {i}] + "
+                     f"x0.shape[2:].as_list()), tf.eye({groups}, dtype=x0.dtype)), [{o}, {groups * i}] + "
+                     f"x0.shape[2:].as_list())", [w], dims, dtype=w.dtype)
+
+
 def _dilated_kernel(ctx, w, dilation):
-    """(O, I, kh, kw) -> (O, I, (kh-1)*dh+1, (kw-1)*dw+1) with zeros between the taps (exact)."""
-    o, i, kh, kw = w.shape
-    dh, dw = dilation
-    big_h, big_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    dims = [w.dims[0], w.dims[1], ctx.dims.static(big_h, f"{ctx.op_name}_kh"),
-            ctx.dims.static(big_w, f"{ctx.op_name}_kw")]
-    expr = ("tf.einsum('oihw,hH,wW->oiHW', source(0, auto_convert=False), "
-            f"tf.one_hot(tf.range({kh}) * {dh}, {big_h}, dtype=source(0).dtype), "
-            f"tf.one_hot(tf.range({kw}) * {dw}, {big_w}, dtype=source(0).dtype))")
-    d = {"class": "eval", "from": [w], "eval": expr, "out_type": {"dims": dims, "dtype": tf_dtype(w.dtype)}}
-    return ctx.layer(d, dims, dtype=w.dtype)
+    """(O, I, k...) -> (O, I, (k-1)*d+1 ...) with zeros between the taps (exact)."""
+    n = len(dilation)
+    ks = list(w.shape[2:])
+    big = [(k - 1) * d + 1 for k, d in zip(ks, dilation)]
+    dims = list(w.dims[:2]) + [ctx.dims.static(b, f"{ctx.op_name}_k{i}") for i, b in enumerate(big)]
+    small, large = "hw"[:n], "HW"[:n]
+    eyes = ", ".join(f"tf.one_hot(tf.range({k}) * {d}, {b}, dtype=x0.dtype)" for k, d, b in zip(ks, dilation, big))
+    spec = f"oi{small}," + ",".join(f"{a}{b}" for a, b in zip(small, large)) + f"->oi{large}"
+    return ctx.tf_op(f"tf.einsum({spec!r}, x0, {eyes})", [w], dims, dtype=w.dtype)
 
 
 @handles(F.conv1d)
@@ -99,13 +132,16 @@ def conv_transpose_nd(ctx, n, x, weight, bias, stride, padding, output_padding, 
     if groups != 1 or any(d != 1 for d in dilation):
         raise NotImplementedError("transposed conv with groups or dilation")
     ks = [w.shape[2 + i] for i in range(n)]
+    if r.ndim == n + 1:
+        return _unbatched_conv_transpose(ctx, n, r, w, bias, ks, stride, padding, output_padding)
     spatial = list(r.dims[2:])
     out_dim = w.dims[1]
-    # RETURNN's output length is T*s + max(k-s, 0) + output_padding; torch's is that minus
-    # 2*padding and minus (s-k) when k < s: cut from the ends afterwards
+    # RETURNN's output length is T*s + max(k-s, 0), or T*s + k-s + output_padding with an output_padding;
+    # torch's is T*s + k-s + output_padding - 2*padding: cut from the ends afterwards
+    exact = any(output_padding)
     full = []
     for i in range(n):
-        extra = max(ks[i] - stride[i], 0) + output_padding[i]
+        extra = ks[i] - stride[i] + output_padding[i] if exact else max(ks[i] - stride[i], 0)
         if spatial[i].is_dynamic():
             full.append(ctx.dims.derive("add", ctx.dims.derive("mul", spatial[i], stride[i]), extra))
         else:
@@ -120,12 +156,33 @@ def conv_transpose_nd(ctx, n, x, weight, bias, stride, padding, output_padding, 
         d["output_padding"] = list(output_padding)
     if bias is not None:
         d["bias"] = _bias(ctx, bias, out_dim)
-    crops = [(padding[i], padding[i] + max(stride[i] - ks[i], 0)) for i in range(n)]
+    crops = [(padding[i], padding[i] + (0 if exact else max(stride[i] - ks[i], 0))) for i in range(n)]
     y = ctx.layer(d, [r.dims[0], out_dim] + full)
     for i, (left, right) in enumerate(crops):
         if left or right:
             y = slice_ref(ctx, y, 2 + i, left, -right if right else None)
     return y
+
+
+def _unbatched_conv_transpose(ctx, n, r, w, bias, ks, stride, padding, output_padding):
+    """A transposed conv of an input without batch axis (C, S...): TF's own, output lengths
+    (S-1)*s + k + output_padding - 2*padding as torch."""
+    out = []
+    for i in range(n):
+        extra = ks[i] - stride[i] + output_padding[i] - 2 * padding[i]
+        d, size = r.dims[1 + i], r.shape[1 + i]
+        out.append(ctx.dims.derive("add", ctx.dims.derive("mul", d, stride[i]), extra) if d.is_dynamic() else
+                   ctx.dims.static(size * stride[i] + extra, f"{ctx.op_name}_len"))
+    spatial = list(range(1, n + 1))
+    full = [f"tf.shape(x0)[{a}] * {st} + {k - st + op}" if r.dims[a].is_dynamic() else
+            str(r.shape[a] * st + k - st + op) for a, st, k, op in zip(spatial, stride, ks, output_padding)]
+    crop = ", ".join(f"{p}:{-p}" if p else ":" for p in padding)  # constant bounds keep static shapes
+    full = ", ".join(full)
+    expr = (f"(lambda y: tf.transpose(y[0, {crop}], {[n] + [a - 1 for a in spatial]}))("
+            f"tf.nn.conv_transpose(tf.transpose(x0, {spatial + [0]})[None], tf.transpose(x1, "
+            f"{[a + 1 for a in spatial] + [1, 0]}), tf.stack([1, {full}, {w.shape[1]}]), strides={list(stride)}, "
+            "padding='VALID'))")
+    return _plus_bias(ctx, ctx.tf_op(expr, [r, w], [w.dims[1]] + out, dtype=r.dtype), bias, 0)
 
 
 @handles(F.conv_transpose1d)

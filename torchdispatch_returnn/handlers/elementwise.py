@@ -60,7 +60,6 @@ for _fmt, _fwd, _rev in [
     ("{0} * {1}", [torch.mul, torch.multiply, T.mul, T.multiply, T.__mul__, T.mul_, T.__imul__], []),
     ("tf.pow({0}, {1})", [torch.pow, T.pow, T.__pow__, T.pow_, T.__ipow__], [T.__rpow__]),
     ("tf.math.floormod({0}, {1})", [torch.remainder, T.remainder, T.__mod__, T.remainder_, T.__imod__], [T.__rmod__]),
-    ("tf.truncatemod({0}, {1})", [torch.fmod, T.fmod], []),
     ("tf.maximum({0}, {1})", [torch.maximum, T.maximum], []),
     ("tf.minimum({0}, {1})", [torch.minimum, T.minimum], []),
     ("tf.logical_and({0}, {1})", [torch.logical_and, T.logical_and, T.__and__, T.bitwise_and, torch.bitwise_and], []),
@@ -104,6 +103,17 @@ def rdiv(ctx, a, b):
 def floordiv(ctx, a, b):
     """a // b (torch rounds toward -inf)."""
     return apply(ctx, "tf.math.floordiv({0}, {1})", a, b)
+
+
+@handles(torch.fmod, T.fmod, T.fmod_)
+def fmod(ctx, a, b, *, out=None):
+    """C's fmod (the remainder of the division rounded toward zero). TF's ``TruncateMod`` has no
+    gradient: torch's (1 for ``a``, ``-trunc(a / b)`` for ``b``) is added in the graph."""
+    if not ctx.out.dtype.is_floating_point:
+        return apply(ctx, "tf.truncatemod({0}, {1})", a, b)
+    return apply(ctx, "(lambda a, b: tf.stop_gradient(tf.truncatemod(a, b)) + (a - tf.stop_gradient(a)) - "
+                 "(b - tf.stop_gradient(b)) * tf.stop_gradient(tf.sign(a / b) * tf.floor(tf.abs(a / b))))"
+                 "({0}, {1})", a, b)
 
 
 @handles(T.__rfloordiv__)

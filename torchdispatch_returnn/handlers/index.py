@@ -20,18 +20,26 @@ from .registry import handles
 @handles(F.embedding)
 def embedding(ctx, input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
               sparse=False):
-    """Rows of ``weight`` at the integer positions ``input``."""
+    """Rows of ``weight`` at the integer positions ``input``; the ``padding_idx`` row gets no gradient."""
     if max_norm is not None:
         raise NotImplementedError("embedding with max_norm (modifies the weight)")
+    if scale_grad_by_freq:
+        raise NotImplementedError("embedding with scale_grad_by_freq (a gradient scaled by batch counts)")
     w = ctx.ref(weight)
+    if padding_idx is not None:
+        row = padding_idx % weight.shape[0]
+        w = ctx.tf_op(f"tf.where(tf.equal(tf.range(tf.shape(x0)[0]), {row})[:, None], tf.stop_gradient(x0), x0)",
+                      [w], w.dims, dtype=w.dtype)
     pos = ctx.ref(input)
     return gather_ref(ctx, w, 0, pos, pos.dims)
 
 
 @handles(torch.index_select, T.index_select)
 def index_select(ctx, x, dim, index):
-    """Entries at ``index`` (1-D) along ``dim``."""
+    """Entries at ``index`` (1-D) along ``dim`` (of a 0-d tensor: the value itself, index 0)."""
     r = ctx.ref(x)
+    if r.ndim == 0:
+        return r
     ax = dim % r.ndim
     perm = batch_permutation(ctx, x, ax, index)
     if perm is not None:

@@ -14,7 +14,7 @@ from ..tensor import Ref
 T = torch.Tensor
 
 _PLAIN_NAMES = [
-    "dim", "ndimension", "numel", "nelement", "element_size", "is_contiguous", "is_floating_point",
+    "dim", "ndimension", "element_size", "is_contiguous", "is_floating_point",
     "is_complex", "is_signed", "data_ptr", "storage_offset", "stride", "get_device", "__len__", "__repr__",
     "__format__", "__str__", "__hash__", "__bool__", "__int__", "__float__", "__index__", "item", "tolist",
     "numpy", "__array__", "__reduce_ex__", "__deepcopy__", "_is_view", "is_set_to", "has_names", "__dir__",
@@ -34,7 +34,7 @@ for _n in _PLAIN_PROPS:
     _p = T.__dict__.get(_n) or getattr(torch._C.TensorBase, _n, None)
     if _p is not None and hasattr(_p, "__get__"):
         PLAIN.add(_p.__get__)
-PLAIN.update({torch.is_tensor, torch.is_floating_point, torch.numel, torch.is_complex, torch.Tensor.__setstate__})
+PLAIN.update({torch.is_tensor, torch.is_floating_point, torch.is_complex, torch.Tensor.__setstate__})
 PLAIN.discard(None)
 
 
@@ -59,8 +59,15 @@ def _size(dims, ref, dim=None):
     return shape[dim]
 
 
+def _numel(dims, ref):
+    n = 1
+    for s in sym_shape(dims, ref):  # a product over dynamic sizes keeps its dim (B * T)
+        n = s * n
+    return n
+
+
 #: shape queries: fn(dims, ref of the tensor, *args) -> SymShape or DimInt
-SHAPE = {T.shape.__get__: _shape, T.size: _size}
+SHAPE = {T.shape.__get__: _shape, T.size: _size, T.numel: _numel, T.nelement: _numel, torch.numel: _numel}
 
 #: reading a 0-d tensor as a Python int: ``lengths.max().item()`` gives the dim's size (DimInt)
 AS_INT = {T.item, T.__int__, T.__index__}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import lit, reduce_ref
+from .common import SAFE_SQRT, lit, reduce_ref
 from .registry import handles
 
 
@@ -97,7 +97,7 @@ def normalize(ctx, input, p=2.0, dim=1, eps=1e-12, out=None):
     ax = dim % r.ndim
     if p == 2:
         norm = reduce_ref(ctx, ctx.eval("tf.square(source(0))", [r], r.dims), "sum", [ax], False)
-        expr = f"source(0) / tf.maximum(tf.sqrt(source(1)), {lit(eps)})"
+        expr = f"source(0) / tf.maximum({SAFE_SQRT}(source(1)), {lit(eps)})"
     elif p == 1:
         norm = reduce_ref(ctx, ctx.eval("tf.abs(source(0))", [r], r.dims), "sum", [ax], False)
         expr = f"source(0) / tf.maximum(source(1), {lit(eps)})"

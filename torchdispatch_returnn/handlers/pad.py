@@ -1,5 +1,6 @@
-"""Padding: F.pad (constant, reflect, replicate) and the ConstantPad/ReflectionPad/ReplicationPad
-modules (which call F.pad). Padding a dynamic axis derives its dim (T + l + r)."""
+"""Padding: F.pad (constant, reflect, replicate, circular) and the ConstantPad/ReflectionPad/
+ReplicationPad/CircularPad modules (which call F.pad). Padding a dynamic axis derives its dim
+(T + l + r); on a padded batch every sequence is padded at its own end, as torch pads it alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from ..sizes import DimInt, Lin
 from .common import clip_positions, gather_ref, lin_ref, range_ref, size_value_ref
 from .registry import handles
 
-_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "replication"}
+_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "replication", "circular": None}
+
+#: source position of output position ``s`` (relative to the first input entry) in a sequence of
+#: length ``L``, for the modes that repeat entries (torch's definitions; reflect needs pads < L)
+_INDEX = {
+    "reflect": "tf.where(tf.abs({s}) >= {L}, 2 * ({L} - 1) - tf.abs({s}), tf.abs({s}))",
+    "replicate": "tf.clip_by_value({s}, 0, {L} - 1)",
+    "circular": "tf.math.floormod({s}, {L})",
+}
 
 
 @handles(F.pad)
@@ -21,12 +30,14 @@ def pad(ctx, input, pad, mode="constant", value=None):
     r = ctx.ref(input)
     amounts = [p if isinstance(p, DimInt) else int(p) for p in pad]  # (no recovery by value: amounts are no sizes)
     fill = float(value or 0.0) if r.dtype.is_floating_point else int(value or 0)
-    if any(isinstance(a, DimInt) or a < 0 for a in amounts):  # sizes from shapes, or cropping
-        if mode != "constant":
+    by_index = mode != "constant" and (mode == "circular" or any(
+        r.dims[r.ndim - 1 - i].is_dynamic() for i in range(len(amounts) // 2) if amounts[2 * i] or amounts[2 * i + 1]))
+    if by_index or any(isinstance(a, DimInt) or a < 0 for a in amounts):  # sizes from shapes, or cropping
+        if mode != "constant" and any(isinstance(a, DimInt) or a < 0 for a in amounts):
             raise NotImplementedError(f"F.pad mode {mode!r} with amounts from sizes or negative amounts")
         for i in range(len(amounts) // 2):
             if amounts[2 * i] or amounts[2 * i + 1]:
-                r = _pad_by_gather(ctx, r, r.ndim - 1 - i, amounts[2 * i], amounts[2 * i + 1], fill)
+                r = _pad_by_gather(ctx, r, r.ndim - 1 - i, amounts[2 * i], amounts[2 * i + 1], fill, mode)
         return r
     pairs = [(int(amounts[2 * i]), int(amounts[2 * i + 1])) for i in range(len(amounts) // 2)]
     axes, paddings, out_dims = [], [], []
@@ -57,10 +68,7 @@ def pad(ctx, input, pad, mode="constant", value=None):
         opts["handle_dynamic_dims"] = False
     if mode == "constant":
         opts["value"] = fill
-    if not fix or mode != "constant":
-        if fix:
-            ctx.note(f"{mode} right padding of a dynamic axis follows the longest sequence: not exact "
-                             "for shorter sequences of a padded batch")
+    if not fix:
         return ctx.layer(opts, dims)
     y = ctx.layer(opts, dims)
     for d, nd, (left, _) in fix:
@@ -72,10 +80,11 @@ def pad(ctx, input, pad, mode="constant", value=None):
     return y
 
 
-def _pad_by_gather(ctx, r, ax, left, right, fill):
-    """Constant padding (or cropping, for negative amounts) of axis ``ax`` by amounts that may be sizes:
+def _pad_by_gather(ctx, r, ax, left, right, fill, mode="constant"):
+    """Padding (or cropping, for negative amounts) of axis ``ax`` by amounts that may be sizes:
     out[j] = x[j - left] where that is inside x (each sequence's own length on a dynamic axis), else
-    ``fill``. The result length is a dim (``T + left + right``)."""
+    ``fill`` (constant mode) or the entry the mode repeats (:data:`_INDEX`). The result length is a
+    dim (``T + left + right``)."""
     d = r.dims[ax]
     length = ctx.dims.lin_of(d) if d.is_dynamic() else Lin((), r.shape[ax])
     n = length + Lin.of(left) + Lin.of(right)
@@ -89,6 +98,11 @@ def _pad_by_gather(ctx, r, ax, left, right, fill):
     else:
         first, size = size_value_ref(ctx, Lin.of(left)), size_value_ref(ctx, length)
     src = ctx.eval("source(0) - source(1)", [pos, first], list(first.dims) + [out_dim], dtype=torch.int64)
+    if mode != "constant":
+        dims = list(dict.fromkeys(list(size.dims) + list(src.dims)))
+        src = ctx.eval(_INDEX[mode].format(s="source(0)", L="tf.cast(source(1), tf.int64)"), [src, size], dims,
+                       dtype=torch.int64)
+        return gather_ref(ctx, r, ax, clip_positions(ctx, src, r, ax), [out_dim])
     keep = ctx.eval("(source(0) >= 0) & (source(0) < source(1))", [src, size],
                     list(dict.fromkeys(list(size.dims) + list(src.dims))), dtype=torch.bool)
     taken = gather_ref(ctx, r, ax, clip_positions(ctx, src, r, ax), [out_dim])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import ntuple, reduce_ref
+from .common import ntuple, reduce_ref, slice_ref
 from .conv import out_len_dim
 from .registry import handles
 
@@ -23,6 +23,11 @@ def pool_nd(ctx, n, mode, x, kernel_size, stride, padding, dilation, ceil_mode, 
     if mode == "avg" and any(pads):
         raise NotImplementedError("avg pooling with padding")
     spatial = list(r.dims[2:])
+    if any(d > 1 for d in dil) and any(st > 1 for st in stride):  # TF pools either strided or dilated:
+        y = pool_nd(ctx, n, mode, x, ks, 1, pads, dil, False)  # dilated, then every stride-th window
+        for i, st in enumerate(stride):
+            y = slice_ref(ctx, y, 2 + i, 0, None, st) if st > 1 else y
+        return y
     out_sp = [out_len_dim(ctx, spatial[i], r.shape[2 + i], ks[i], stride[i], 2 * pads[i], dil[i]) for i in range(n)]
     d = {"class": "pool", "from": r, "mode": mode, "pool_size": list(ks), "strides": list(stride),
          "dilation_rate": list(dil), "padding": list(pads) if any(pads) else "valid", "in_dim": r.dims[1],
@@ -127,8 +132,12 @@ def interpolate(ctx, input, size=None, scale_factor=None, mode="nearest", align_
 @handles(torch.Tensor.unfold)
 def unfold(ctx, x, dimension, size, step):
     """Sliding windows (framing) along ``dimension``: (..., T, ...) -> (..., n_frames, ..., size);
-    a dynamic axis gives a derived frame count per sequence."""
+    a dynamic axis gives a derived frame count per sequence; a 0-d tensor gives one window of 1)."""
     r = ctx.ref(x)
+    if r.ndim == 0:
+        if size != 1:
+            raise NotImplementedError(f"unfold of a 0-d tensor with size {size}")
+        return ctx.unsqueeze(r, 0)
     ax = dimension % r.ndim
     d = r.dims[ax]
     if d.is_dynamic():

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import torch
 
-from .common import T, apply, reduce_ref
+from .common import SAFE_SQRT, T, apply, reduce_ref
 from .registry import handles
 
 
 def _axes(r, dim) -> list[int]:
-    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+    """The torch axes a reduction over ``dim`` covers (none for a 0-d tensor: torch takes dim 0 / -1
+    there and the result is the value itself)."""
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0) or r.ndim == 0:
         return list(range(r.ndim))
     if isinstance(dim, int):
         dim = [dim]
-    return sorted({int(d) % max(r.ndim, 1) for d in dim})
+    return sorted({int(d) % r.ndim for d in dim})
+
+
+def _zero_index(ctx, r):
+    """The index of an arg-reduction over no axis (a 0-d tensor): 0, as torch."""
+    return ctx.eval("tf.zeros_like(source(0), dtype=tf.int64)", [r], r.dims, dtype=torch.int64)
 
 
 def _reduce(mode: str):
@@ -22,7 +29,7 @@ def _reduce(mode: str):
         r = ctx.ref(x)
         if dtype is not None or (mode in ("sum", "prod") and r.dtype == torch.bool):
             r = ctx.cast(r, ctx.out.dtype)
-        return reduce_ref(ctx, r, mode, _axes(r, dim), keepdim)
+        return ctx.cast(reduce_ref(ctx, r, mode, _axes(r, dim), keepdim), ctx.out.dtype)
     return h
 
 
@@ -54,6 +61,8 @@ def prod(ctx, x, dim=None, keepdim=False, *, dtype=None):
 def _arg(mode):
     def h(ctx, x, dim=None, keepdim=False):
         r = ctx.ref(x)
+        if r.ndim == 0:
+            return _zero_index(ctx, r)
         if dim is None:
             raise NotImplementedError(f"{mode} over all axes (a flat index) is not supported; give dim")
         return reduce_ref(ctx, r, mode, _axes(r, dim), keepdim)
@@ -85,6 +94,8 @@ def _maxmin(mode: str):
             return out
         if not isinstance(dim, int):  # torch.max(a, b): elementwise
             return apply(ctx, f"tf.{'maximum' if mode == 'max' else 'minimum'}({{0}}, {{1}})", x, dim)
+        if r.ndim == 0:
+            return r, _zero_index(ctx, r)
         axes = _axes(r, dim)
         values = reduce_ref(ctx, r, mode, axes, keepdim, dtype=r.dtype)
         indices = reduce_ref(ctx, r, "arg" + mode, axes, keepdim, dtype=torch.int64)
@@ -111,10 +122,10 @@ def _var(ctx, x, dim, correction, keepdim, sqrt: bool):
             raise NotImplementedError("var/std with a correction over several dynamic axes")
         length = ctx.cast(ctx.size_ref(dyn[0], var.dims), var.dtype)
         factor = f"(source(1) * {n}.0 / (source(1) * {n}.0 - {correction}))"
-        expr = f"tf.sqrt(source(0) * {factor})" if sqrt else f"source(0) * {factor}"
+        expr = f"{SAFE_SQRT}(source(0) * {factor})" if sqrt else f"source(0) * {factor}"
         return ctx.eval(expr, [var, length], var.dims)
     factor = n / max(n - correction, 0) if n - correction > 0 else float("nan")
-    expr = f"tf.sqrt(source(0) * {factor!r})" if sqrt else f"source(0) * {factor!r}"
+    expr = f"{SAFE_SQRT}(source(0) * {factor!r})" if sqrt else f"source(0) * {factor!r}"
     return ctx.eval(expr, [var], var.dims)
 
 

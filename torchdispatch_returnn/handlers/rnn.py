@@ -1,12 +1,12 @@
 """Recurrent layers.
 
-``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` are leaf modules. Each LSTM layer and direction is one
-``eval`` layer running TF's fused ``BlockLSTMV2`` op (CPU kernel, torch's gate order, the torch
-weights as they are); GRU, RNN and LSTM with ``proj_size`` are a RETURNN ``rec`` layer whose unit
-is a small subnetwork with torch's own cell equations (input projection outside the loop). The
-weights stay variables in torch layout (no transform); nothing needs compiling. The backward
-direction reverses each sequence within its own length around the recurrence; final states are
-taken at each sequence's own last frame. ``PackedSequence`` in and out (``pack_padded_sequence``,
+``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` are leaf modules. Each layer and direction is one ``eval``
+layer. A float32 LSTM without ``proj_size`` runs TF's fused ``BlockLSTM`` (V1: its gradient
+matches its forward; torch's gate blocks are permuted in the graph). GRU, RNN, and other LSTMs
+run ``tf.scan`` with torch's own cell equations. The weights stay variables in torch layout (no
+transform); nothing needs compiling, and gradients reach every weight. The backward direction
+reverses each sequence within its own length around the recurrence; final states are taken at
+each sequence's own last frame. ``PackedSequence`` in and out (``pack_padded_sequence``,
 ``pad_packed_sequence``, also with ``enforce_sorted=False``) map to the padded tensor plus the
 dim's lengths. ``LSTMCell``/``GRUCell``/``RNNCell`` called in a Python loop are unrolled.
 """
@@ -19,149 +19,94 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .._backend import tf_dtype
 from ..tensor import MergedDim, PackedRef, Ref, ReturnnTensor, UnsortedRef
 from .common import cat_refs, dot, reverse_sequences, stack_refs
 from .registry import handles, handles_module
 
 logger = logging.getLogger(__name__)
 
-_N_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
-
-
-def _unit(ctx, kind, act, w_hh, b_hh, w_hr, g_dim, hh_dim, hc_dim, n_dim, b_dim, init_h, init_c):
-    """The rec unit dict (one time step) for one layer and direction."""
-    u = {}
-
-    def gate(src, k, name):
-        u[name] = {"class": "gather", "from": src, "axis": n_dim, "position": k}
-
-    u["hp"] = {"class": "dot", "from": ["prev:h", ctx.base(w_hh)], "reduce": [hh_dim]}
-    if kind == "GRU":
-        if b_hh is not None:
-            u["hp_b"] = {"class": "eval", "from": ["hp", ctx.base(b_hh)], "eval": "source(0) + source(1)"}
-        hp = "hp_b" if b_hh is not None else "hp"
-        u["xs"] = {"class": "split_dims", "from": "data:source", "axis": g_dim, "dims": [n_dim, hc_dim]}
-        u["hs"] = {"class": "split_dims", "from": hp, "axis": g_dim, "dims": [n_dim, hc_dim]}
-        for k, nm in enumerate("rzn"):
-            gate("xs", k, f"x{nm}")
-            gate("hs", k, f"h{nm}")
-        u["r"] = {"class": "eval", "from": ["xr", "hr"], "eval": "tf.sigmoid(source(0) + source(1))"}
-        u["z"] = {"class": "eval", "from": ["xz", "hz"], "eval": "tf.sigmoid(source(0) + source(1))"}
-        u["n"] = {"class": "eval", "from": ["xn", "r", "hn"], "eval": "tf.tanh(source(0) + source(1) * source(2))"}
-        u["hprev"] = {"class": "reinterpret_data", "from": "prev:h", "set_dim_tags": {hh_dim: hc_dim}}
-        u["hc"] = {"class": "eval", "from": ["z", "n", "hprev"],
-                   "eval": "(1.0 - source(0)) * source(1) + source(0) * source(2)"}
-    elif kind == "LSTM":
-        # one eval per state: fewer ops per step than split/gather layers (gates i, f, g, o as torch)
-        gates = ("tf.split(source(0, auto_convert=False) + source(1, auto_convert=False), 4, "
-                 "axis=source(0, as_data=True, auto_convert=False).get_axis_from_description(g_dim))")
-        out_type = {"dim_tags": [b_dim, hc_dim], "dtype": "float32"}
-        u["c"] = {"class": "eval", "from": ["data:source", "hp", "prev:c"], "is_output_layer": True,
-                  "eval": f"(lambda i, f, g, o: tf.sigmoid(f) * source(2) + tf.sigmoid(i) * tf.tanh(g))(*{gates})",
-                  "eval_locals": {"g_dim": g_dim}, "out_type": out_type}
-        if init_c is not None:
-            u["c"]["initial_output"] = ctx.base(init_c)
-        u["hc"] = {"class": "eval", "from": ["data:source", "hp", "c"], "eval_locals": {"g_dim": g_dim},
-                   "eval": f"tf.sigmoid({gates}[3]) * tf.tanh(source(2))", "out_type": out_type}
-    else:
-        u["g"] = {"class": "eval", "from": ["data:source", "hp"] + ([ctx.base(b_hh)] if b_hh is not None else []),
-                  "eval": f"tf.nn.{act}({' + '.join(f'source({i})' for i in range(3 if b_hh is not None else 2))})"}
-        u["hc"] = {"class": "reinterpret_data", "from": "g", "set_dim_tags": {g_dim: hc_dim}}
-    if w_hr is not None:
-        u["h"] = {"class": "dot", "from": ["hc", ctx.base(w_hr)], "reduce": [hc_dim]}
-    else:
-        u["h"] = {"class": "reinterpret_data", "from": "hc", "set_dim_tags": {hc_dim: hh_dim}}
-    if init_h is not None:
-        u["h"]["initial_output"] = ctx.base(init_h)
-    u["output"] = {"class": "copy", "from": "h"}
-    return u
-
-
-def _block_lstm(ctx, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c, tag):
-    """A whole LSTM direction as TF's fused ``BlockLSTMV2`` op (CPU kernel, gates i, f, g, o as
-    torch), fed with the torch weights as they are; far fewer loop steps than a rec subnetwork."""
-    refs = [ctx.ref(getattr(m, "weight_ih" + sfx)), ctx.ref(getattr(m, "weight_hh" + sfx))]
-    if m.bias:
-        refs += [ctx.ref(getattr(m, "bias_ih" + sfx)), ctx.ref(getattr(m, "bias_hh" + sfx))]
-    hh_dim = refs[1].dims[1]
-    if direction == -1:
-        inp = reverse_sequences(ctx, inp, t_dim, b_dim)
-    states = [s for s in (init_h, init_c) if s is not None]
-    srcs = [inp] + refs + states
-    h = m.hidden_size
-    raw = [f"source({i}, auto_convert=False)" for i in range(len(srcs))]
-    bias = f"{raw[3]} + {raw[4]}" if m.bias else f"tf.zeros([{4 * h}], {raw[1]}.dtype)"
-    zeros = f"tf.zeros([tf.shape(x)[1], {h}], x.dtype)"
-    bh = ("(lambda d: d.copy_transpose([d.get_axis_from_description(b), d.get_axis_from_description({})])"
-          ".placeholder)(source({}, as_data=True, auto_convert=False))")  # a (B, H) state, batch-major
-    h0 = bh.format("hs", 1 + len(refs)) if init_h is not None else zeros
-    c0 = bh.format("cs", 1 + len(refs) + (init_h is not None)) if init_c is not None else zeros
-    x = ("(lambda d: d.copy_transpose([d.get_axis_from_description(t), d.get_axis_from_description(b), "
-         "d.get_axis_from_description(f)]).placeholder)(source(0, as_data=True, auto_convert=False))")
-    expr = (f"(lambda x: (lambda r: tf.stack([r.h, r.cs], 0))(tf.raw_ops.BlockLSTMV2("
-            f"seq_len_max=tf.cast(tf.shape(x)[0], tf.int64), x=x, cs_prev={c0}, h_prev={h0}, "
-            f"w=tf.transpose(tf.concat([{raw[1]}, {raw[2]}], 1)), wci=tf.zeros([{h}], x.dtype), "
-            f"wcf=tf.zeros([{h}], x.dtype), wco=tf.zeros([{h}], x.dtype), b={bias}, cell_clip=-1.0, "
-            f"use_peephole=False)))({x})")
-    two = ctx.dims.static(2, f"{ctx.op_name}{tag}_hc")
-    locs = {"t": t_dim, "b": b_dim, "f": f_dim}
-    if init_h is not None:
-        locs["hs"] = init_h.dims[1]
-    if init_c is not None:
-        locs["cs"] = init_c.dims[1]
-    both = ctx.layer({"class": "eval", "from": srcs, "eval": expr, "eval_locals": locs,
-                      "out_type": {"dim_tags": [two, t_dim, b_dim, hh_dim], "dtype": tf_dtype(inp.dtype)}},
-                     [two, t_dim, b_dim, hh_dim])
-    seq, c_seq = (ctx.layer({"class": "gather", "from": both, "axis": two, "position": k}, [t_dim, b_dim, hh_dim])
-                  for k in range(2))
-    h_n, c_n = _last_frames(ctx, [seq, c_seq], t_dim, b_dim)
-    if direction == -1:
-        seq = reverse_sequences(ctx, seq, t_dim, b_dim)
-    return seq, h_n, c_n
-
-
 def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c, tag):
-    if kind == "LSTM" and not getattr(m, "proj_size", 0) and inp.dtype == torch.float32:
-        return _block_lstm(ctx, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c, tag)
-    w_ih = ctx.ref(getattr(m, "weight_ih" + sfx))
-    w_hh = ctx.ref(getattr(m, "weight_hh" + sfx))
-    b_ih = ctx.ref(getattr(m, "bias_ih" + sfx)) if m.bias else None
-    b_hh = ctx.ref(getattr(m, "bias_hh" + sfx)) if m.bias else None
-    w_hr = ctx.ref(getattr(m, "weight_hr" + sfx)) if getattr(m, "proj_size", 0) else None
-    g_dim, hh_dim = w_hh.dims
-    n = _N_GATES[kind]
-    hc_dim = ctx.dims.static(m.hidden_size, f"{ctx.op_name}{tag}_cell")
-    n_dim = ctx.dims.static(n, f"{ctx.op_name}{tag}_gates")
-    w_ih = ctx.rename(w_ih, {w_ih.dims[0]: g_dim})
-    xp = dot(ctx, inp, w_ih, [], [(inp.dims.index(f_dim), 1)],
-             [("a", inp.dims.index(b_dim)), ("a", inp.dims.index(t_dim)), ("b", 0)])
-    # both biases go into the input projection, except GRU's b_hh (scaled by the reset gate in the loop)
-    biases = [b for b in ((b_ih, b_hh) if kind != "GRU" else (b_ih,)) if b is not None]
-    if biases:
-        bs = [ctx.rename(b, {b.dims[0]: g_dim}) for b in biases]
-        xp = ctx.eval(" + ".join(f"source({i})" for i in range(len(bs) + 1)), [xp] + bs, xp.dims)
-    b_hh = ctx.rename(b_hh, {b_hh.dims[0]: g_dim}) if kind == "GRU" and b_hh is not None else None
-    if direction == -1:  # a subnetwork unit runs forward only: reverse each sequence around it
-        xp = reverse_sequences(ctx, xp, t_dim, b_dim)
-    if w_hr is not None:
-        w_hr = ctx.rename(w_hr, {w_hr.dims[0]: hh_dim, w_hr.dims[1]: hc_dim})
-    if init_h is not None:
-        init_h = ctx.rename(init_h, {init_h.dims[1]: hh_dim})
-    if init_c is not None:
-        init_c = ctx.rename(init_c, {init_c.dims[1]: hc_dim})
-    unit = _unit(ctx, kind, act, w_hh, b_hh, w_hr, g_dim, hh_dim, hc_dim, n_dim, b_dim, init_h, init_c)
-    seq = ctx.layer({"class": "rec", "from": xp, "axis": t_dim, "unit": unit}, [t_dim, b_dim, hh_dim])
-    seqs = [seq]
-    if kind == "LSTM":
-        c_dims = (t_dim, b_dim, hc_dim)
-        seqs.append(Ref(seq.layer.sub("c", c_dims, seq.dtype), c_dims, (seq.shape[0], seq.shape[1], m.hidden_size),
-                        seq.dtype))
-    finals = _last_frames(ctx, seqs, t_dim, b_dim)
-    h_n, c_n = finals[0], (finals[1] if kind == "LSTM" else None)
+    """One layer and direction as one ``eval`` layer: (T, B, P) outputs, and for LSTM also the
+    (T, B, H) cell states, concatenated along the last axis."""
+    def param(name):
+        return ctx.ref(getattr(m, name + sfx))
+
+    h_size, p_size = m.hidden_size, getattr(m, "proj_size", 0) or m.hidden_size
+    if direction == -1:  # reverse each sequence within its length around the forward recurrence
+        inp = reverse_sequences(ctx, inp, t_dim, b_dim)
+    srcs = [inp, param("weight_ih"), param("weight_hh")]
+    names = {"w_ih": "x1", "w_hh": "x2"}
+    extra = [("b_ih", "bias_ih", m.bias), ("b_hh", "bias_hh", m.bias),
+             ("w_hr", "weight_hr", getattr(m, "proj_size", 0))]
+    for key, attr, present in extra:
+        if present:
+            names[key] = f"x{len(srcs)}"
+            srcs.append(param(attr))
+    for key, state in (("h0", init_h), ("c0", init_c)):
+        if state is not None:
+            names[key] = f"x{len(srcs)}"
+            srcs.append(state)
+    order = [inp.dims.index(d) for d in (t_dim, b_dim, f_dim)]
+    x = "x0" if order == [0, 1, 2] else f"tf.transpose(x0, {order})"
+    zeros = "tf.zeros([tf.shape(x)[1], {}], x.dtype)"
+    h0, c0 = names.get("h0", zeros.format(p_size)), names.get("c0", zeros.format(h_size))
+    hh_dim = srcs[2].dims[1]
+    if kind == "LSTM" and p_size == h_size and inp.dtype == torch.float32:
+        expr = _block_lstm(names, h_size, h0, c0)
+    else:
+        expr = _scan(kind, act, names, p_size, h0, c0)
+    if kind != "LSTM":
+        seq = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, hh_dim], dtype=inp.dtype)
+        h_n, = _last_frames(ctx, [seq], t_dim, b_dim)
+        c_n = None
+    else:
+        both_dim = ctx.dims.static(p_size + h_size, f"{ctx.op_name}{tag}_hc")
+        c_dim = ctx.dims.static(h_size, f"{ctx.op_name}{tag}_cell")
+        both = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, both_dim], dtype=inp.dtype)
+        seq, c_seq = (ctx.layer({"class": "slice", "from": both, "axis": both_dim, "slice_start": start,
+                                 "slice_end": start + size, "out_dim": dim}, [t_dim, b_dim, dim], dtype=inp.dtype)
+                      for start, size, dim in ((0, p_size, hh_dim), (p_size, h_size, c_dim)))
+        h_n, c_n = _last_frames(ctx, [seq, c_seq], t_dim, b_dim)
     if direction == -1:
         seq = reverse_sequences(ctx, seq, t_dim, b_dim)
     return seq, h_n, c_n
+
+
+def _block_lstm(names, h, h0, c0) -> str:
+    """TF's fused ``BlockLSTM`` (V1: its gradient matches its forward, V2's does not). Its gate
+    order is i, g, f, o; torch's i, f, g, o blocks are permuted in the graph, so the variables keep
+    torch's layout."""
+    def perm(e):
+        return (f"(lambda a: tf.concat([a[..., :{h}], a[..., {2 * h}:{3 * h}], a[..., {h}:{2 * h}], "
+                f"a[..., {3 * h}:]], -1))({e})")
+    w = perm(f"tf.transpose(tf.concat([{names['w_ih']}, {names['w_hh']}], 1))")
+    b = perm(f"{names['b_ih']} + {names['b_hh']}") if "b_ih" in names else f"tf.zeros([{4 * h}], x.dtype)"
+    z = f"tf.zeros([{h}], x.dtype)"
+    return (f"(lambda r: tf.concat([r.h, r.cs], -1))(tf.raw_ops.BlockLSTM(seq_len_max=tf.cast(tf.shape(x)[0], "
+            f"tf.int64), x=x, cs_prev={c0}, h_prev={h0}, w={w}, wci={z}, wcf={z}, wco={z}, b={b}, "
+            f"forget_bias=0.0, cell_clip=-1.0, use_peephole=False))")
+
+
+def _scan(kind, act, names, p, h0, c0) -> str:
+    """``tf.scan`` over time with torch's own cell equations; the input projection (with both
+    biases, except GRU's ``b_hh``, which the reset gate scales) is one matmul before the loop."""
+    biases = [names[k] for k in (("b_ih",) if kind == "GRU" else ("b_ih", "b_hh")) if k in names]
+    xp = " + ".join([f"tf.tensordot(x, {names['w_ih']}, [[2], [1]])"] + biases)
+    hp = f"tf.matmul(h, {names['w_hh']}, transpose_b=True)"
+    if kind == "RNN":
+        return f"tf.scan(lambda h, xt: tf.nn.{act}(xt + {hp}), {xp}, initializer={h0})"
+    if kind == "GRU":
+        hp_b = f"{hp} + {names['b_hh']}" if "b_hh" in names else hp
+        return (f"tf.scan(lambda h, xt: (lambda xr, xz, xn, hr, hz, hn: (lambda r, z: (1.0 - z) * "
+                f"tf.tanh(xn + r * hn) + z * h)(tf.sigmoid(xr + hr), tf.sigmoid(xz + hz)))"
+                f"(*tf.split(xt, 3, -1), *tf.split({hp_b}, 3, -1)), {xp}, initializer={h0})")
+    out = "tf.sigmoid(o) * tf.tanh(c2)"
+    if "w_hr" in names:
+        out = f"tf.matmul({out}, {names['w_hr']}, transpose_b=True)"
+    step = (f"lambda s, xt: (lambda h, c: (lambda i, f, g, o: (lambda c2: tf.concat([{out}, c2], -1))"
+            f"(tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)))(*tf.split(xt + {hp}, 4, -1)))"
+            f"(s[..., :{p}], s[..., {p}:])")
+    return f"tf.scan({step}, {xp}, initializer=tf.concat([{h0}, {c0}], -1))"
 
 
 def _last_frames(ctx, seqs, t_dim, b_dim) -> list:

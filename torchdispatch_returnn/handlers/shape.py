@@ -168,11 +168,11 @@ def stack(ctx, tensors, dim=0, *, out=None):
 
 
 @handles(torch.flip, T.flip)
-def flip(ctx, x, *args, dims=None):
+def flip(ctx, input, *args, dims=None):
     """Reverse the order along ``dims`` (each sequence within its own length along a dynamic axis;
-    the padded axis where the tensor has no batch axis, as torch)."""
-    r = ctx.ref(x)
-    axes = sorted({d % r.ndim for d in sizes_arg(args if dims is None else [dims])})
+    the padded axis where the tensor has no batch axis, as torch; a 0-d tensor is kept)."""
+    r = ctx.ref(input)
+    axes = sorted({d % max(r.ndim, 1) for d in sizes_arg(args if dims is None else [dims])} if r.ndim else set())
     for ax in axes:
         d = r.dims[ax]
         batch = next((b for b in r.dims if b.is_batch_dim()), None)
@@ -185,8 +185,10 @@ def flip(ctx, x, *args, dims=None):
 
 @handles(torch.cumsum, T.cumsum)
 def cumsum(ctx, x, dim, *, dtype=None, out=None):
-    """Running sum along ``dim`` (per sequence along a dynamic axis)."""
+    """Running sum along ``dim`` (per sequence along a dynamic axis; a 0-d tensor is its own sum)."""
     r = ctx.cast(ctx.ref(x), ctx.out.dtype)
+    if r.ndim == 0:
+        return r
     return ctx.layer({"class": "cumsum", "from": r, "axis": r.dims[dim % r.ndim]}, r.dims)
 
 
@@ -229,6 +231,8 @@ def repeat(ctx, x, *sizes):
             dims[i] = ctx.dims.static(r.shape[i] * k, f"{ctx.op_name}_dim{i}")
     if dims == list(r.dims):
         return r
+    if 0 in reps:  # torch gives an empty tensor
+        return ctx.fill(dims, 0, r.dtype)
     for i, k in enumerate(reps):  # tile = cat of copies along each repeated axis
         if k != 1:
             r = cat_refs(ctx, [r] * k, i)
