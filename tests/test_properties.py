@@ -112,7 +112,7 @@ def steps(draw, f: int, downsample_left: int) -> tuple:
 @st.composite
 def chains(draw) -> Chain:
     f, left, out = 4, 2, []
-    for _ in range(draw(st.integers(1, 4))):
+    for _ in range(draw(st.integers(1, 6))):
         step, f, used = draw(steps(f, left))
         left -= used
         out.append(step)
@@ -126,7 +126,20 @@ def _check(chain: Chain) -> None:
     COVERED.update(net.ops_seen)
 
 
-@settings(max_examples=12, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+#: chains hypothesis found failing, kept as cases (what was wrong)
+REGRESSIONS = [
+    # the capture's values differed from plain torch by rounding: eval-mode MultiheadAttention takes
+    # torch's fused kernel on plain tensors, not on captured ones (assert_converts compared exactly)
+    [("mha h2", _attention, nn.MultiheadAttention(4, 2, batch_first=True))],
+]
+
+
+@pytest.mark.parametrize("steps", REGRESSIONS, ids=lambda s: "+".join(n for n, _, _ in s))
+def test_regressions_found_by_hypothesis(steps):
+    _check(Chain(steps).eval())
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(chains())
 def test_random_op_chains_convert(chain):
     torch.manual_seed(0)

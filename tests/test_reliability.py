@@ -185,21 +185,37 @@ def test_self_check_names_the_decisions_python_took_on_sizes():
 
 
 def test_padded_self_check_finds_a_conversion_that_is_not_per_sequence():
-    def padded_mean(ctx, input, dim=None, keepdim=False, *, dtype=None):  # over the padded axis: wrong per sequence
-        r = ctx.ref(input)
-        return ctx.tf_op("tf.reduce_mean(x0, axis=1)", [r], [r.dims[0], r.dims[2]])
+    def unmasked_conv(ctx, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        r, w = ctx.ref(input), ctx.ref(weight)  # the padding frames leak into each sequence's last frame
+        return ctx.tf_op("tf.transpose(tf.nn.conv1d(tf.transpose(x0, [0, 2, 1]), tf.transpose(x1, [2, 1, 0]), 1, "
+                         "'SAME'), [0, 2, 1])", [r, w], [r.dims[0], w.dims[0], r.dims[2]])
 
-    class M(nn.Module):
-        def forward(self, x):
+    register(torch.nn.functional.conv1d, unmasked_conv, override=True)
+    try:
+        with pytest.raises(ParityError, match=r"padded batch .* first at torch.nn.functional.conv1d .* sequence 1 "
+                                              r"differs"):
+            with returnn_capture(dynamic_shapes=({2: "time"},)):
+                nn.Conv1d(4, 5, 3, padding=1, bias=False)(torch.randn(3, 4, 8))
+    finally:
+        unregister(torch.nn.functional.conv1d)
+
+
+def test_padded_self_check_skips_models_that_depend_on_the_padding():
+    class MeanOverTime(nn.Module):
+        def forward(self, x):  # torch's mean over a padded batch counts the padding; the network's is per sequence
             return torch.mean(x * 2, 1)
 
-    register(torch.mean, padded_mean, override=True)
-    try:
-        with pytest.raises(ParityError, match=r"padded batch .* first at torch.mean .* sequence 1 differs"):
-            with returnn_capture(dynamic_shapes=({1: "time"},)):
-                M()(torch.randn(3, 8, 4))
-    finally:
-        unregister(torch.mean)
+    class PaddedSize(nn.Module):
+        def forward(self, x):  # a size made a constant tensor: the padded size, in torch and in the network
+            return x * torch.tensor([x.shape[1], 2]).sum()
+
+    with returnn_capture(dynamic_shapes=({1: "time"},)) as net:
+        MeanOverTime()(torch.randn(3, 8, 4))
+    assert net.parity.self_checks[-1].ok is True
+    with returnn_capture(dynamic_shapes=({1: "time"},)) as net:
+        PaddedSize()(torch.randn(3, 8, 4))
+    padded = net.parity.self_checks[-1]
+    assert padded.ok is None and "depend on the padding" in padded.detail
 
 
 def test_self_check_passes_and_is_reported():

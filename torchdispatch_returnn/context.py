@@ -8,6 +8,7 @@ It never names layers and never touches the network: the builder does both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -182,13 +183,20 @@ class OpContext:
             return size.dim
         return self.dims.static(int(size), name or f"{self.op_name}_dim")
 
+    def twin(self, dim: Dim) -> Dim:
+        """A new dim of the same size or lengths as ``dim``, for a second axis of that size. Its name
+        is a valid TF scope (a derived dim's description such as ``time//2`` is not: TF would take the
+        ``/`` of its lengths' op names as scope separators)."""
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dim.description}_{self.op_name}").strip("_.-") or "twin"
+        return self.dims.same_length_as(dim, name)
+
     def distinct(self, dims: Sequence[Dim]) -> list[Dim]:
         """``dims`` with a dim that stands at a second axis replaced by a twin (same sizes), as RETURNN
         needs distinct dims per axis (``torch.ones(T, T)``)."""
         out = list(dims)
         for k, d in enumerate(out):
             if any(e is d for e in out[:k]):
-                out[k] = self.dims.same_length_as(d, f"{d.description}_{self.op_name}")
+                out[k] = self.twin(d)
                 if d.is_dynamic():  # the twin gets its lengths from a layer that has it
                     src = self.dims.layer_of(d) or self._builder.first_input
                     pos = self.layer({"class": "range_in_axis", "from": src, "axis": d, "dtype": "int64"}, [d],
@@ -327,7 +335,7 @@ class OpContext:
             out_dims.append(best[0])
         for k, d in enumerate(out_dims):  # one dim at two positions (arange(T)[:, None] - arange(T)): a twin
             if any(e is d for e in out_dims[:k]):
-                out_dims[k] = self.dims.same_length_as(d, f"{d.description}_{self.op_name}")
+                out_dims[k] = self.twin(d)
         result = []
         for i, x in enumerate(xs):
             if not isinstance(x, torch.Tensor):

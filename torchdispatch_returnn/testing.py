@@ -53,7 +53,9 @@ def assert_converts(model: torch.nn.Module, *inputs: torch.Tensor, dynamic_shape
                              check_grads=check_grads and not train, self_check=spec.self_check(other_lengths)) as net:
             got = model(*_clone(inputs))
     for g, e in zip(_outputs(got), expected):
-        torch.testing.assert_close(g.as_subclass(torch.Tensor), e, rtol=0, atol=0)  # the user gets torch's values
+        # the user gets torch's values (float rounding aside: on captured tensors torch skips fused fast
+        # paths such as nn.MultiheadAttention's native kernel in eval mode)
+        torch.testing.assert_close(g.as_subclass(torch.Tensor), e)
     with tempfile.TemporaryDirectory(prefix="tdr_test_") as tmp:
         fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "returnn.config")),
                               net.save_checkpoint(os.path.join(tmp, "model")))

@@ -60,7 +60,7 @@ def gather(ctx, x, dim, index, *, sparse_grad=False, out=None):
             raise NotImplementedError("torch.gather with an index smaller than the input along other axes")
     new = idx.dims[ax]
     if any(new is d for d in r.dims):
-        new = ctx.dims.same_length_as(new, f"{new.description}_{ctx.op_name}")
+        new = ctx.twin(new)
     idx = ctx.rename(idx, {d: (r.dims[k] if k != ax else new) for k, d in enumerate(idx.dims)})
     dims = list(r.dims)
     dims[ax] = new

@@ -104,5 +104,5 @@ def outer(ctx, a, b):
     """a[:, None] * b[None, :]."""
     ra, rb = ctx.ref(a), ctx.ref(b)
     if rb.dims[0] is ra.dims[0]:
-        rb = ctx.rename(rb, {rb.dims[0]: ctx.dims.same_length_as(rb.dims[0], f"{rb.dims[0].description}_outer")})
+        rb = ctx.rename(rb, {rb.dims[0]: ctx.twin(rb.dims[0])})
     return ctx.eval("source(0) * source(1)", [ra, rb], [ra.dims[0], rb.dims[0]])

@@ -22,20 +22,33 @@ def pool_nd(ctx, n, mode, x, kernel_size, stride, padding, dilation, ceil_mode, 
     pads, dil = ntuple(padding, n), ntuple(dilation, n)
     if mode == "avg" and any(pads):
         raise NotImplementedError("avg pooling with padding")
-    spatial = list(r.dims[2:])
+    if mode == "max" and n == 2 and any(d > 1 for d in dil):  # RETURNN's 2-D dilated pool fails: a max over
+        for ax in (3, 2):  # a 2-D window is the max over one axis of the max over the other
+            r = _pool_axes(ctx, r, mode, [ax], [ks[ax - 2]], [stride[ax - 2]], [pads[ax - 2]], [dil[ax - 2]])
+        return r
+    return _pool_axes(ctx, r, mode, list(range(2, 2 + n)), ks, stride, pads, dil)
+
+
+def _pool_axes(ctx, r, mode, axes, ks, stride, pads, dil):
+    """A ``pool`` layer over the (B, C, ...) ref ``r`` along the torch axes ``axes`` (other axes kept)."""
     if any(d > 1 for d in dil) and any(st > 1 for st in stride):  # TF pools either strided or dilated:
-        y = pool_nd(ctx, n, mode, x, ks, 1, pads, dil, False)  # dilated, then every stride-th window
-        for i, st in enumerate(stride):
-            y = slice_ref(ctx, y, 2 + i, 0, None, st) if st > 1 else y
+        y = _pool_axes(ctx, r, mode, axes, ks, [1] * len(axes), pads, dil)  # dilated, then every stride-th window
+        for ax, st in zip(axes, stride):
+            y = slice_ref(ctx, y, ax, 0, None, st) if st > 1 else y
         return y
-    out_sp = [out_len_dim(ctx, spatial[i], r.shape[2 + i], ks[i], stride[i], 2 * pads[i], dil[i]) for i in range(n)]
+    spatial = [r.dims[ax] for ax in axes]
+    out_sp = [out_len_dim(ctx, r.dims[ax], r.shape[ax], k, st, 2 * p, d) for ax, k, st, p, d in
+              zip(axes, ks, stride, pads, dil)]
     d = {"class": "pool", "from": r, "mode": mode, "pool_size": list(ks), "strides": list(stride),
          "dilation_rate": list(dil), "padding": list(pads) if any(pads) else "valid", "in_dim": r.dims[1],
          "in_spatial_dims": spatial, "out_spatial_dims": out_sp,
          # valid avg windows of valid output frames never reach the padding (and RETURNN's masked avg
          # pool fails on a dtype mismatch); max pooling with padding needs the mask
          "use_time_mask": mode == "max"}
-    return ctx.layer(d, [r.dims[0], r.dims[1]] + out_sp)
+    dims = list(r.dims)
+    for ax, o in zip(axes, out_sp):
+        dims[ax] = o
+    return ctx.layer(d, dims)
 
 
 @handles(F.max_pool1d)
@@ -140,6 +153,8 @@ def unfold(ctx, x, dimension, size, step):
         return ctx.unsqueeze(r, 0)
     ax = dimension % r.ndim
     d = r.dims[ax]
+    if d.is_batch_dim():
+        raise NotImplementedError("Tensor.unfold along the batch axis (windows over sequences)")
     if d.is_dynamic():
         n_dim = ctx.dims.derive("ceildiv", ctx.dims.derive("sub", d, size - 1), step)
     else:

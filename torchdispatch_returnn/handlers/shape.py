@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..sizes import DimInt
+from ..tensor import MergedDim
 from .common import T, cat_refs, range_ref, reverse_sequences, sizes_arg, slice_ref, stack_refs
 from .registry import handles
 
@@ -157,7 +158,13 @@ def cat(ctx, tensors, dim=0, *, out=None):
     refs = [ctx.cast(ctx.ref(t), ctx.out.dtype) for t in tensors]
     if len(refs) == 1:
         return refs[0]
-    return cat_refs(ctx, refs, dim % refs[0].ndim)
+    ax = dim % refs[0].ndim
+    if any(r.dims[ax].is_batch_dim() for r in refs):  # (n, B) stacked, viewed as one axis of n * B
+        if not all(r.dims[ax].is_batch_dim() for r in refs):
+            raise NotImplementedError("cat along the batch axis with a tensor that has no batch axis there")
+        st = stack_refs(ctx, refs, ax)
+        return ctx.transpose_to(st, list(st.dims[:ax]) + [MergedDim(st.dims[ax:ax + 2])] + list(st.dims[ax + 2:]))
+    return cat_refs(ctx, refs, ax)
 
 
 @handles(torch.stack)
