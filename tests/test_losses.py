@@ -94,6 +94,8 @@ CASES = [
        ((3, 11, 5),) * 3, TTT),
     ls("triplet_distance", lambda a, p, n: F.triplet_margin_with_distance_loss(a, p, n, swap=True),
        ((3, 11, 5),) * 3, TTT),
+    ls("triplet_distance_module_none", lambda a, p, n: torch.nn.TripletMarginWithDistanceLoss(
+        distance_function=torch.nn.PairwiseDistance(p=1.5), reduction="none")(a, p, n), ((3, 11, 5),) * 3, TTT),
 ]
 
 
@@ -173,3 +175,10 @@ CTC_CASES = [
 @pytest.mark.parametrize("case", CTC_CASES, ids=str)
 def test_ctc_loss(case):
     assert_parity(case)
+
+
+def test_custom_distance_function_is_refused():
+    with pytest.raises(NotImplementedError, match="custom distance_function"):
+        with torch.no_grad(), returnn_capture(dynamic_shapes=TTT):
+            Fn(lambda m, a, p, n: F.triplet_margin_with_distance_loss(a, p, n, distance_function=lambda x, y: (
+                x - y).abs().sum(-1)))(*[torch.randn(3, 11, 5) for _ in range(3)])

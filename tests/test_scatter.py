@@ -37,11 +37,17 @@ def _tri_indices(x):
 
 
 PADDED = [  # index tensors with the time axis: padding frames must not reach valid ones
+    # torch.scatter/scatter_add (handlers/index.py) once let the padding frames' updates through
+    sc("scatter_add_time_idx", lambda x: torch.scatter_add(x, 1, (x.abs() * 3).long() % 4, x)),
+    sc("scatter_src_time_idx", lambda x: x.scatter(1, (x.abs() * 3).long() % 4, x * 2)),
+    sc("scatter_value_add", lambda x: torch.scatter(x, 2, _feat_idx(x), 1.5, reduce="add")),
+    sc("scatter_multiply", lambda x: torch.scatter(x, 2, _feat_idx(x), x, reduce="multiply")),
     sc("scatter_reduce_amax_feat", lambda x: torch.scatter_reduce(x, 2, _feat_idx(x), x * 2, "amax")),
     sc("scatter_reduce_sum_noself", lambda x: x.scatter_reduce(2, _feat_idx(x), x, "sum", include_self=False)),
     sc("scatter_reduce_prod", lambda x: x.scatter_reduce(2, _feat_idx(x)[..., :3], x[..., 1:4], reduce="prod")),
     sc("scatter_reduce_mean", lambda x: x.scatter_reduce(2, _feat_idx(x), x * 3, "mean")),
     sc("scatter_reduce_amin_noself", lambda x: x.scatter_reduce(2, _feat_idx(x), -x, "amin", include_self=False)),
+    sc("scatter_reduce_time_computed", lambda x: torch.scatter_reduce(x, 1, _feat_idx(x), x, "sum")),
     sc("scatter_reduce_unsort_time", lambda x: torch.zeros_like(x).scatter_reduce(1, x.argsort(1), x, "sum")),
     sc("scatter_reduce_inplace", _inplace(lambda y: y.scatter_reduce_(2, _feat_idx(y), y * 0 + 1, "sum"))),
     sc("take_along_dim_argmax", lambda x: torch.take_along_dim(x, x.argmax(2, keepdim=True), 2)),

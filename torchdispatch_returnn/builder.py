@@ -12,6 +12,7 @@ by their ``state_dict`` key; plain tensors become constants.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from ._backend import Config, Dim, Tensor, TFNetwork, quiet, tf_dtype
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
 from .naming import Namer, role_of
+from .progress import Progress
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
 
 logger = logging.getLogger(__name__)
@@ -40,8 +42,10 @@ class Base:
 class Builder:
     """Layers, parameters and constants of one capture's ``TFNetwork``."""
 
-    def __init__(self, graph: Any, dims: DimRegistry, param_names: dict[int, str], train: bool):
+    def __init__(self, graph: Any, dims: DimRegistry, param_names: dict[int, str], train: bool,
+                 progress: Progress | None = None):
         self.graph = graph
+        self.progress = progress or Progress(False)  # counts the layers built, keeps their construction time
         self.dims = dims
         self.namer = Namer()
         self.param_names = param_names  # id(parameter/buffer) -> state_dict key (shared with the scopes)
@@ -140,7 +144,9 @@ class Builder:
             layer = self.layers[self._built]
             self._built += 1
             if not layer.built and not layer.unsupported:
+                t0 = time.perf_counter()
                 self._construct(layer)
+                self.progress.built(layer, time.perf_counter() - t0)
 
     def _construct(self, layer: Layer) -> None:
         name, d = layer.name, to_names(layer.desc)
@@ -240,7 +246,7 @@ class Builder:
                 and self.dims.is_plain(p)  # RETURNN takes no derived dim as a parameter shape
             dims.append(p if ok else self.dims.static(s, f"{key}:{i}"))
         d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": trainable,
-             "name_scope": "/" + _scope_of(key), "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
+             "name_scope": _scope_of(key), "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
         ref = self.add(d, dims, value.dtype, site=None, scope="", name=key)
         self.var_values.append((ref.layer, value.cpu().numpy()))
         self.dims.mark_plain(*dims)
@@ -257,8 +263,9 @@ class Builder:
                  "dtype": tf_dtype(value.dtype)}
             return self.add(d, dims, value.dtype, site=None, scope=scope, name=self.namer.unique(name))
         if any(x.is_dynamic() for x in dims):
-            raise CaptureError(f"a plain (non-parameter) tensor of shape {tuple(value.shape)} is combined along a "
-                               "dynamic axis; compute it from the input sizes instead (e.g. slice it with x.shape[1])")
+            raise NotImplementedError(f"a plain (non-parameter) tensor of shape {tuple(value.shape)} is combined "
+                                      "along a dynamic axis; compute it from the input sizes instead (e.g. slice it "
+                                      "with x.shape[1])")
         d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": False, "param_name": "value",
              "dtype": tf_dtype(value.dtype)}
         ref = self.add(d, dims, value.dtype, site=None, scope=scope, name=self.namer.unique(name))

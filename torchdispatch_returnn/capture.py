@@ -24,12 +24,12 @@ from .export import config_code, save_checkpoint, write_param_map, write_text
 from .handlers.registry import lookup
 from .inputs import Inputs
 from .naming import ModuleScopes
-from .parity import ParityReport, Recorder
+from .parity import NotebookView, ParityReport, Recorder
 from .runtime import ArgSpec, Feeder, Fetcher, run_outputs
 from .tensor import ReturnnTensor, plain, wrap
 
 
-class Capture:
+class Capture(NotebookView):
     """``with returnn_capture(...) as net``: capture the PyTorch code run in the block as a RETURNN network.
 
     ``lengths``: forward arguments holding the sequence lengths of a dim, e.g. ``{"lengths": "time"}``;
@@ -39,7 +39,7 @@ class Capture:
     the written config against torch autograd. See :class:`verify.Options` and docs/API.md."""
 
     def __init__(self, dynamic_shapes: Any = None, *, lengths: dict | None = None, **options: Any):
-        self.options = verify.Options(**options)
+        self._progress, self.options = options.pop("progress", True), verify.Options(**options)  # (progress.py)
         self.train = self.options.train
         self._spec = (dynamic_shapes, lengths)
         self.graph: Any = None
@@ -64,8 +64,8 @@ class Capture:
         self.session = tf.compat.v1.Session(graph=self.graph)
         self.dims = DimRegistry(self.graph)
         self.scopes = ModuleScopes()
-        self.builder = Builder(self.graph, self.dims, self.scopes.param_names, self.train)
-        self.recorder = Recorder(self.train)
+        self.recorder = Recorder(self.train, self._progress)
+        self.builder = Builder(self.graph, self.dims, self.scopes.param_names, self.train, self.recorder.progress)
         self.dispatcher = Dispatcher(self.builder, self.recorder, self.scopes, strict=self.options.strict)
         self.inputs = Inputs(self.builder, self.dispatcher, *self._spec)
         mm = torch.nn.modules.module
@@ -90,9 +90,9 @@ class Capture:
             self._remove_hooks()
         if exc_type is not None:
             self.scopes.clear()
-            return None
-        self._finish()
-        return None
+            return self.recorder.progress.close()
+        with self.recorder.progress:  # the progress display: building layers, then the checks; closed at the end
+            self._finish()
 
     def _remove_hooks(self) -> None:
         mm = torch.nn.modules.module
@@ -179,6 +179,7 @@ class Capture:
         self._fetch = Fetcher(self.network, self.graph)
         args = [ArgSpec(kind, key) for kind, key in self.inputs.forward_args]
         self._feeder = Feeder(self.network, self.inputs.order, args)
+        self.recorder.progress.stage("checking parity")
         self.parity = verify.parity_run(self.recorder, self.session, self._fetch, self._feeder, self.inputs, self.dims,
                                         self.options)
         self.parity.guards = self.dims.guards.described()
@@ -219,15 +220,16 @@ class Capture:
         """The ops without conversion (``strict=False``), grouped by torch callable."""
         return self.dispatcher.missing_ops() if self.graph is not None else []
 
-    def config_code(self) -> str:
-        """Python source of a complete RETURNN config for the network."""
+    def config_code(self, subnetwork: str | None = None) -> str:
+        """Python source of a complete RETURNN config for the network (as one subnetwork layer of
+        that name: its checkpoint loads with ``preload_from_files`` prefix ``"<name>/"``)."""
         self._require_finished("config_code()")
         return config_code(self.dims, self.inputs.extern_data, self.inputs.order, self.net_dict,
-                           self._feeder.forward_args, [name for name, _ in self._outputs])
+                           self._feeder.forward_args, [name for name, _ in self._outputs], subnetwork)
 
-    def save_config(self, path: str) -> str:
+    def save_config(self, path: str, subnetwork: str | None = None) -> str:
         """Write the config to ``path`` and ``param_map.json`` beside it; returns the config's path."""
-        out = write_text(path, self.config_code())
+        out = write_text(path, self.config_code(subnetwork))
         write_param_map(os.path.join(os.path.dirname(out), "param_map.json"), self.param_map)
         return out
 
@@ -244,5 +246,5 @@ class Capture:
 
 
 #: ``returnn_capture(dynamic_shapes=None, *, lengths=None, train=False, check=True, atol=1e-5, rtol=1e-5,
-#: strict=True, self_check=True, check_grads=False)``: see :class:`Capture` and docs/API.md
+#: strict=True, self_check=True, check_grads=False, progress=True)``: see :class:`Capture` and docs/API.md
 returnn_capture = Capture

@@ -11,6 +11,7 @@ with the handler's reason). Results are wrapped as ``ReturnnTensor``s bound to t
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import torch
@@ -99,6 +100,7 @@ class Dispatcher:
         self.builder.begin_op(base)
         n_rec = len(self.recorder.records)
         self.suspended += 1
+        t0 = time.perf_counter()
         try:
             with self.builder.graph.as_default():
                 res = h.fn(ctx, *call_args, **call_kwargs)
@@ -128,6 +130,7 @@ class Dispatcher:
         finally:
             self.suspended -= 1
         self.builder.end_op(results)
+        self.recorder.timed(n_rec, time.perf_counter() - t0)  # the handler's time on its records; progress
         if ctx.notes:
             self.recorder.add_note(n_rec, "; ".join(ctx.notes))
         return result

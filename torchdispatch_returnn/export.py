@@ -54,9 +54,46 @@ def py_source(obj: Any, dims: DimRegistry) -> str:
 DEEP_NET = 100
 
 
+def as_subnetwork(net_dict: dict, name: str, input_order: Sequence[str], outputs: Sequence[str]) -> dict:
+    """The network as one ``subnetwork`` layer ``name`` (its input: the first extern data) plus copies of
+    its outputs: ``{name: {"class": "subnetwork", ...}, "output": {"class": "copy", "from": name}}``.
+    Inside, references to extern data go to the parent (``base:data:x``); variables are named
+    relative to the subnetwork (``name/lin/weight``)."""
+    first = "data" if input_order[0] == "data" else f"data:{input_order[0]}"
+
+    def ref(v: Any, key: str = "") -> Any:
+        if isinstance(v, str) and key not in ("eval", "class") and (v == "data" or v.startswith("data:")):
+            return "data" if v == first else f"base:{v}"
+        if isinstance(v, list):
+            return [ref(x, key) for x in v]
+        if isinstance(v, tuple):
+            return tuple(ref(x, key) for x in v)
+        if isinstance(v, dict):
+            return {k: ref(x, k) for k, x in v.items()}
+        return v
+
+    inner = {k: ref(d) for k, d in net_dict.items()}
+    for out in outputs:  # the subnetwork builds "output" and the layers marked as outputs
+        if out != "output":
+            inner[out] = dict(inner[out], is_output_layer=True)
+    top = {name: {"class": "subnetwork", "from": first, "subnetwork": inner}}
+    for out in outputs:
+        top[out] = {"class": "copy", "from": name if out == "output" else f"{name}/{out}"}
+        if out != "output":
+            top[out]["is_output_layer"] = True
+    return top
+
+
 def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str], net_dict: dict,
-                forward_args: Sequence[ArgSpec], outputs: Sequence[str] = ("output",)) -> str:
-    """A complete RETURNN config (Python) for a captured network."""
+                forward_args: Sequence[ArgSpec], outputs: Sequence[str] = ("output",), subnetwork: str | None = None
+                ) -> str:
+    """A complete RETURNN config (Python) for a captured network (as one ``subnetwork`` layer of that
+    name, see :func:`as_subnetwork`)."""
+    if subnetwork:
+        if not isinstance(subnetwork, str) or "/" in subnetwork or subnetwork in outputs:
+            raise ValueError(f"subnetwork must be a layer name without '/' other than {list(outputs)}, "
+                             f"got {subnetwork!r}")
+        net_dict = as_subnetwork(net_dict, subnetwork, input_order, outputs)
     lines = [
         "#!rnn.py",
         "# RETURNN config written by torchdispatch_returnn",

@@ -151,7 +151,8 @@ class PaddedBatch:
                  fill: float = 5.0):
         self.inputs, self.positions, self.padded = inputs, positions, padded
         self.pos = {k: i for (kind, k), i in zip(inputs.forward_args, positions) if kind == "input"}
-        self.n = next(inputs.values[k].shape[_batch_axis(inputs, k)] for k in inputs.order)
+        first = inputs.values[inputs.order[0]]
+        self.n = first.shape[_batch_axis(inputs, inputs.order[0])] if first.ndim else 1
         fracs = ([1.0, 0.75, 0.5, 0.9, 0.6, 0.8] * self.n)[:self.n] if padded else [1.0] * self.n
         sizes = {}
         for key in inputs.order:

@@ -3,6 +3,7 @@ and their comparison, and the report (``net.parity``)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,11 @@ import torch
 
 from ._backend import batch_dim
 from .errors import CaptureError, OpSite, error_summary
+from .progress import Progress
+from .report import capture_html, report_html
 from .tensor import Ref, plain
+
+logger = logging.getLogger(__name__)
 
 _UNCHECKED = {torch.empty: "unchecked: torch.empty values are unspecified",
               torch.empty_like: "unchecked: torch.empty_like values are unspecified",
@@ -37,17 +42,39 @@ class ParityRecord:
     note: str = ""
     check: bool = True  # False: torch's values are unspecified (torch.empty) or random (dropout)
     key: tuple = ()  # (location, torch op, n): the n-th tensor result of that op at that line (self-check)
+    max_rel_diff: float | None = None  # max |diff| / |torch| over the finite entries where torch is not 0
+    seconds: float | None = None  # capture time of the op's handler (its conversion; torch's own run excluded)
+    timings: dict = field(default_factory=dict, repr=False, compare=False)  # Layer -> construction seconds
 
     @property
     def site(self) -> OpSite:
         return OpSite(self.torch_op, self.module_path, self.location)
 
+    @property
+    def build_seconds(self) -> float | None:
+        """Time RETURNN took to construct this record's layer in the TFNetwork (None: not constructed alone)."""
+        return self.timings.get(self.ref.layer) if self.ref is not None else None
+
+    @property
+    def status(self) -> str:
+        """The status: ``ok``, ``failed`` or ``unchecked``."""
+        return {True: "ok", False: "failed", None: "unchecked"}[self.ok]
+
+    def line(self, w_op: int = 8, w_layer: int = 5) -> str:
+        """The record as one row of the text table."""
+        diff = "-" if self.max_abs_diff is None else f"{self.max_abs_diff:.3g}"
+        rel = "-" if self.max_rel_diff is None else f"{self.max_rel_diff:.3g}"
+        flag = {True: "yes", False: "NO", None: "-"}[self.ok]
+        return (f"  {self.torch_op:<{w_op}}  {self.layer:<{w_layer}}  {diff:>10}  {rel:>10}  {flag:<3}  "
+                f"{self.module_path or '<root>'} {self.location}{'  ' + self.note if self.note else ''}")
+
 
 class Recorder:
     """Collects the parity records of a capture (one per distinct layer and axis order)."""
 
-    def __init__(self, train: bool):
+    def __init__(self, train: bool, progress: bool | float | None = False):
         self.train = train
+        self.progress = Progress(progress)  # the capture's progress display and timings
         self.records: list[ParityRecord] = []
         self._seen: set = set()
         self._counts: dict = {}  # (location, op) -> tensor results seen
@@ -71,7 +98,14 @@ class Recorder:
         self.records.append(ParityRecord(
             torch_op=site.op, module_path=site.module_path, layer="", ref=ref,
             value=None if unchecked else plain(value).detach().clone(), location=site.location,
-            check=not unchecked, note="; ".join(filter(None, [unchecked or "", note])), key=op_key))
+            check=not unchecked, note="; ".join(filter(None, [unchecked or "", note])), key=op_key,
+            timings=self.progress.layer_seconds))
+
+    def timed(self, since: int, seconds: float) -> None:
+        """An op converted in ``seconds``: its records (made since index ``since``) keep the time."""
+        for rec in self.records[since:]:
+            rec.seconds = seconds
+        self.progress.op()
 
     def add_note(self, since: int, note: str) -> None:
         """Append ``note`` to the records made since index ``since``."""
@@ -105,17 +139,20 @@ class ParityReport:
     def __iter__(self):
         return iter(self.records)
 
-    def __str__(self) -> str:
-        lines = [f"parity: {'OK' if self.ok else 'FAILED'} ({len(self.records) - len(self.failures)}/"
-                 f"{len(self.records)} ops agree; atol={self.atol:g}, rtol={self.rtol:g})"]
-        w_op = max([len(r.torch_op) for r in self.records] + [8])
-        w_layer = max([len(r.layer) for r in self.records] + [5])
-        lines.append(f"  {'torch op':<{w_op}}  {'RETURNN layer':<{w_layer}}  {'max|diff|':>10}  ok   module / source")
-        for r in self.records:
-            diff = "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.3g}"
-            flag = {True: "yes", False: "NO", None: "-"}[r.ok]
-            lines.append(f"  {r.torch_op:<{w_op}}  {r.layer:<{w_layer}}  {diff:>10}  {flag:<3}  "
-                         f"{r.module_path or '<root>'} {r.location}{'  ' + r.note if r.note else ''}")
+    @property
+    def unchecked(self) -> list:
+        return [r for r in self.records if r.ok is None]
+
+    def summary(self) -> str:
+        """The verdict in one line: ops agreeing, failed, unchecked, and the tolerances."""
+        n_checked = sum(r.ok is not None for r in self.records)
+        return (f"parity: {'OK' if self.ok else 'FAILED'} ({n_checked - len(self.failures)}/{n_checked} checked ops "
+                f"agree, {len(self.unchecked)} unchecked, {len(self.records)} in all; atol={self.atol:g}, "
+                f"rtol={self.rtol:g})")
+
+    def check_lines(self) -> list[str]:
+        """The self-checks, size decisions and gradient checks, one line each (failed gradients add lines)."""
+        lines = []
         for c in self.self_checks:
             state = {True: "OK", False: "FAILED", None: "skipped"}[c.ok]
             lines.append(f"self-check at {c.what}: {state} ({c.compared} ops){': ' + c.detail if c.detail else ''}")
@@ -127,7 +164,42 @@ class ParityReport:
             lines.append(f"gradients: {'OK' if not bad else 'FAILED'} ({len(done) - len(bad)}/{len(done)})"
                          + "".join(f"\n  {g.name}: max abs diff {g.max_abs_diff:.3g} {g.detail}" for g in bad)
                          + "".join(f"\n  {g.name}: {g.detail}" for g in self.grads if g.ok is None))
-        return "\n".join(lines)
+        return lines
+
+    def format(self, full: bool = False) -> str:
+        """The report as text: the summary line, the failing and unchecked ops (every op with
+        ``full=True``), then the self-checks, size decisions and gradient checks."""
+        shown = self.records if full else [r for r in self.records if r.ok is not True]
+        lines = [self.summary()]
+        if shown:
+            w_op = max([len(r.torch_op) for r in shown] + [8])
+            w_layer = max([len(r.layer) for r in shown] + [13])
+            lines.append(f"  {'torch op':<{w_op}}  {'RETURNN layer':<{w_layer}}  {'max|diff|':>10}  {'max rel':>10}  "
+                         f"ok   module / source")
+            lines += [r.line(w_op, w_layer) for r in shown]
+        if len(shown) < len(self.records):
+            lines.append(f"  ({len(self.records) - len(shown)} agreeing ops not shown: net.parity.table() lists all)")
+        return "\n".join(lines + self.check_lines())
+
+    def table(self) -> str:
+        """The full report: every op with its layer, diffs, status, module and source line."""
+        return self.format(full=True)
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def to_html(self, path: str | None = None, title: str = "torchdispatch_returnn parity report") -> str:
+        """A self-contained HTML page of the report (summary, module tree, slowest ops); written to
+        ``path`` if given. Returns the HTML."""
+        text = report_html(self, title=title)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            logger.info("parity report written to %s", path)
+        return text
+
+    def _repr_html_(self) -> str:
+        return report_html(self, compact=True)
 
     def _guard_hint(self) -> str:
         if not self.guards:
@@ -233,33 +305,61 @@ def valid_mask(ref: Ref, lens: dict, full: np.ndarray | None = None) -> np.ndarr
 
 
 def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: float, mask=None) -> None:
-    """Fill ``max_abs_diff`` and ``ok`` of ``record`` (only where ``mask`` is True, if given)."""
+    """Fill ``max_abs_diff``, ``max_rel_diff`` and ``ok`` of ``record`` (only where ``mask`` is True, if given)."""
     expected = record.value.detach().cpu().numpy()
     got = np.asarray(returnn_value)
     if got.shape != expected.shape:
         record.ok = False
-        record.max_abs_diff = float("inf")
+        record.max_abs_diff = record.max_rel_diff = float("inf")
         record.note = f"shape {got.shape} != torch {expected.shape}"
         return
     if mask is not None and mask.shape == expected.shape:
         expected, got = expected[mask], got[mask]
         record.note = "; ".join(filter(None, [record.note, "valid frames"]))
     if expected.size == 0:
-        record.ok, record.max_abs_diff = True, 0.0
+        record.ok, record.max_abs_diff, record.max_rel_diff = True, 0.0, 0.0
         return
+    if np.iscomplexobj(expected) or np.iscomplexobj(got):  # complex: real and imaginary parts compared
+        expected, got = as_real_pairs(expected), as_real_pairs(got)
     if expected.dtype == np.bool_ or np.issubdtype(expected.dtype, np.integer):
-        diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+        e, g = expected.astype(np.int64), got.astype(np.int64)
+        diff = np.abs(g - e)
         record.max_abs_diff = float(diff.max())
+        record.max_rel_diff = rel_diff(diff, e)
         record.ok = record.max_abs_diff == 0
         return
     e = expected.astype(np.float64)
     g = got.astype(np.float64)
     finite = np.isfinite(e)
     if not np.array_equal(np.isfinite(g), finite) or not np.array_equal(e[~finite], g[~finite], equal_nan=True):
-        record.ok, record.max_abs_diff = False, float("inf")
+        record.ok, record.max_abs_diff, record.max_rel_diff = False, float("inf"), float("inf")
         record.note = "; ".join(filter(None, [record.note, "NaN/inf at other places than torch's"]))
         return
     diff = np.abs(g[finite] - e[finite]) if finite.any() else np.zeros(1)
     scale = float(np.abs(e[finite]).max()) if finite.any() else 0.0
     record.max_abs_diff = float(diff.max())
+    record.max_rel_diff = rel_diff(diff, e[finite]) if finite.any() else 0.0
     record.ok = record.max_abs_diff <= atol + rtol * scale
+
+
+def as_real_pairs(a: np.ndarray) -> np.ndarray:
+    """A complex array as (real, imaginary) pairs along a new last axis; a real one as (value, 0)."""
+    a = np.asarray(a)
+    return np.stack([a.real, a.imag if np.iscomplexobj(a) else np.zeros_like(a)], -1).astype(np.float64)
+
+
+def rel_diff(diff: np.ndarray, expected: np.ndarray) -> float:
+    """max ``diff / |expected|`` over the entries where ``expected`` is not 0 (0.0 if there are none;
+    an entry where torch is 0 shows in the abs diff only)."""
+    nonzero = expected != 0
+    if not nonzero.any():
+        return 0.0
+    return float((diff[nonzero] / np.abs(expected[nonzero])).max())
+
+
+class NotebookView:
+    """``_repr_html_`` of an object with a ``parity`` report (the capture, ``net``): a compact HTML
+    report in notebooks."""
+
+    def _repr_html_(self) -> str:
+        return capture_html(self)

@@ -21,6 +21,7 @@ from .errors import error_summary, user_location
 from .gradcheck import PaddedBatch
 from .handlers.registry import lookup, target_name
 from .inputs import Inputs
+from .parity import as_real_pairs
 from .runtime import Feeder, Fetcher
 
 
@@ -181,6 +182,8 @@ def _compare_all(what: str, records: list, values: dict, fetch: Fetcher, session
 
 
 def _close(got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> bool:
+    if np.iscomplexobj(got) or np.iscomplexobj(want):
+        got, want = as_real_pairs(got), as_real_pairs(want)
     if want.dtype == np.bool_ or np.issubdtype(want.dtype, np.integer):
         return bool(np.array_equal(got, want))
     g, w = got.astype(np.float64), want.astype(np.float64)

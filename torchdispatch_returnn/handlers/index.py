@@ -11,10 +11,10 @@ from .common import (
     T,
     batch_permutation,
     gather_ref,
-    lit,
     slice_ref,
 )
 from .registry import handles
+from .scatter import scatter_reduce
 
 
 @handles(F.embedding)
@@ -91,32 +91,17 @@ def narrow(ctx, x, dim, start, length):
     return slice_ref(ctx, r, ax, int(start), int(start) + int(length))
 
 
-def _scatter(ctx, x, dim, index, src, op: str):
-    """out = x with out[..., index[j], ...] (along ``dim``) = src[j] (or += for add)."""
-    r = ctx.ref(x)
-    idx = ctx.ref(index)
-    if r.ndim == 0:
-        raise NotImplementedError("scatter into a 0-d tensor")
-    ax = dim % r.ndim
-    if isinstance(src, torch.Tensor):
-        s = ctx.cast(ctx.ref(src), r.dtype)
-        srcs, value = [r, idx, s], "x2[tuple(slice(0, n) for n in tf.unstack(tf.shape(x1)))]"
-    else:
-        srcs, value = [r, idx], f"tf.fill(tf.shape(x1), tf.cast({lit(src)}, x0.dtype))"
-    grid = "tf.meshgrid(*[tf.range(n) for n in tf.unstack(tf.shape(x1, out_type=tf.int64))], indexing='ij')"
-    coords = f"tf.stack([tf.cast(x1, tf.int64) if a == {ax} else g for a, g in enumerate({grid})], -1)"
-    return ctx.tf_op(f"tf.tensor_scatter_nd_{op}(x0, {coords}, {value})", srcs, r.dims, dtype=r.dtype)
-
-
 @handles(torch.scatter, T.scatter, T.scatter_)
 def scatter(ctx, x, dim, index, src=None, *, value=None, reduce=None, out=None):
-    """Write ``src`` (or ``value``) at ``index`` along ``dim``."""
-    if reduce is not None:
+    """Write ``src`` (or ``value``) at ``index`` along ``dim`` (``reduce`` "add"/"multiply" into x): the
+    scatter_reduce machinery, which drops the updates of padding frames of the index."""
+    modes = {None: None, "add": "sum", "multiply": "prod"}
+    if reduce not in modes:
         raise NotImplementedError(f"scatter with reduce={reduce!r}")
-    return _scatter(ctx, x, dim, index, src if src is not None else value, "update")
+    return scatter_reduce(ctx, x, dim, index, src if src is not None else value, modes[reduce])
 
 
 @handles(torch.scatter_add, T.scatter_add, T.scatter_add_)
 def scatter_add(ctx, x, dim, index, src):
     """Add ``src`` at ``index`` along ``dim`` (repeated indices add up)."""
-    return _scatter(ctx, x, dim, index, src, "add")
+    return scatter_reduce(ctx, x, dim, index, src)

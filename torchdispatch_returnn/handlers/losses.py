@@ -315,11 +315,8 @@ def _pdist(ctx, a, b, dims, p, eps):
     last = [len(dims) - 1]
     if p in (1, math.inf):
         return reduce_ref(ctx, d, "sum" if p == 1 else "max", last, False)
-    if p == 2:
-        s = reduce_ref(ctx, ctx.eval("tf.square(source(0))", [d], dims), "sum", last, False)
-        return ctx.eval(f"{SAFE_SQRT}(source(0))", [s], s.dims)
     s = reduce_ref(ctx, ctx.eval(f"tf.pow(source(0), {lit(p)})", [d], dims), "sum", last, False)
-    return ctx.eval(f"tf.pow(source(0), {1.0 / p!r})", [s], s.dims)
+    return ctx.eval(f"{SAFE_SQRT}(source(0))" if p == 2 else f"tf.pow(source(0), {1.0 / p!r})", [s], s.dims)
 
 
 def _triplet(ctx, anchor, positive, negative, margin, p, eps, swap, reduction):
@@ -342,11 +339,13 @@ def triplet_margin_loss(ctx, anchor, positive, negative, margin=1.0, p=2, eps=1e
 @handles(F.triplet_margin_with_distance_loss)
 def triplet_margin_with_distance_loss(ctx, anchor, positive, negative, *, distance_function=None, margin=1.0,
                                       swap=False, reduction="mean"):
-    """The triplet loss with the default distance (pairwise_distance); a custom distance function is refused."""
-    if distance_function not in (None, F.pairwise_distance, torch.pairwise_distance):
+    """The triplet loss with pairwise_distance (also an nn.PairwiseDistance); another distance function is refused."""
+    pd = isinstance(distance_function, torch.nn.PairwiseDistance) and not distance_function.keepdim
+    if not pd and distance_function not in (None, F.pairwise_distance, torch.pairwise_distance):
         raise NotImplementedError("triplet_margin_with_distance_loss with a custom distance_function (its ops run "
                                   "inside torch, unseen); compute the distances and the loss with torch ops instead")
-    return _triplet(ctx, anchor, positive, negative, margin, 2, 1e-6, swap, _reduction(reduction=reduction))
+    p, eps = (distance_function.norm, distance_function.eps) if pd else (2, 1e-6)
+    return _triplet(ctx, anchor, positive, negative, margin, p, eps, swap, _reduction(reduction=reduction))
 
 
 # -- CTC ----------------------------------------------------------------------------------------------------

@@ -71,9 +71,9 @@ def scatter_reduce(ctx, x, dim, index, source, reduce=None, *, alpha=1, include_
     rank (scatter_reduce; elsewhere at the index's own position), or its slices at the 1-D ``index``
     (index_add of ``alpha * source``, index_copy, index_fill with the value ``source``, index_reduce)."""
     name = ctx.func.__name__.rstrip("_")
-    mode = {"index_add": "sum", "index_copy": "update", "index_fill": "update"}.get(name, reduce)
+    mode = {"index_add": "sum", "scatter_add": "sum", "index_copy": "update", "index_fill": "update"}.get(name, reduce)
     r, idx = ctx.ref(x), ctx.ref(index)
-    ax, zd, full = dim % max(r.ndim, 1), r.ndim == 0, name == "scatter_reduce"
+    ax, zd, full, mode = dim % max(r.ndim, 1), r.ndim == 0, name.startswith("scatter"), mode or "update"
     srcs, ok = [r, idx], _TRUE
     shape = "tf.shape(i)" if full else f"tf.concat([tf.shape(x)[:{ax}], tf.shape(i), tf.shape(x)[{ax + 1}:]], 0)"
     if isinstance(source, torch.Tensor) and (ctx.is_captured(source) or source.dim() > 0):
@@ -200,12 +200,12 @@ _DELEGATE = {torch.view_copy: T.view, torch.permute_copy: torch.permute, torch.t
              torch.unbind_copy: torch.unbind, torch.split_copy: torch.split,
              torch.split_with_sizes_copy: torch.split_with_sizes, torch.narrow_copy: torch.narrow,
              T.narrow_copy: torch.narrow, T.tril_: torch.tril, T.triu_: torch.triu, T.swapaxes_: torch.swapaxes,
-             T.swapdims_: torch.swapdims, T.cumsum_: torch.cumsum, T.cumprod_: torch.cumprod}
+             T.swapdims_: torch.swapdims, T.cumsum_: torch.cumsum}
 
 
 def _delegate(ctx, *args, implicit=False, **kwargs):
-    """The handler of the op this one copies (or does in place), at call time."""
-    target = _DELEGATE[ctx.func]
+    """The handler of the op this one copies (or does in place), at call time, seeing that op as ``ctx.func``."""
+    target = ctx.func = _DELEGATE[ctx.func]
     h = lookup(target) or (lookup(getattr(T, target.__name__, None)) if hasattr(T, target.__name__) else None)
     if h is None:
         raise NotImplementedError(f"{target.__name__} (which this op copies) has no handler")
@@ -315,7 +315,7 @@ def _cum_input(ctx, x, dim, neutral: float):
     return r, ax
 
 
-_CUM = {torch.cumprod: ("cumprod", 1.0), T.cumprod: ("cumprod", 1.0),
+_CUM = {torch.cumprod: ("cumprod", 1.0), T.cumprod: ("cumprod", 1.0), T.cumprod_: ("cumprod", 1.0),
         torch.logcumsumexp: ("cumulative_logsumexp", float("-inf")),
         T.logcumsumexp: ("cumulative_logsumexp", float("-inf"))}
 

@@ -259,9 +259,9 @@ def roll(ctx, x, shifts, dims=None):
         if r.dims[ax].is_dynamic() or r.dims[ax].is_batch_dim():
             raise NotImplementedError("torch.roll along a dynamic or batch axis")
         n = r.shape[ax]
-        s %= n
-        if s == 0:
+        if n == 0 or s % n == 0:  # (an empty axis: nothing to roll)
             continue
+        s %= n
         tail = slice_ref(ctx, r, ax, n - s, n)
         head = slice_ref(ctx, r, ax, 0, n - s)
         r = cat_refs(ctx, [tail, head], ax)
