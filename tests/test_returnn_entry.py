@@ -218,3 +218,15 @@ def test_as_returnn_layer_dict_uses_the_configs_dims_and_carries_the_weights():
     np.testing.assert_array_equal(variables["0.weight"]["init"], model[0].weight.detach().numpy())
     assert any(in_dim is x for v in variables.values() for x in v["shape"])  # the config's own dim
     assert model.training  # the module's mode is left as it was
+
+
+def test_as_returnn_layer_dict_refuses_a_config_with_another_behavior_version():
+    from returnn.tensor import Dim, batch_dim
+
+    from torchdispatch_returnn import InputSpecError
+
+    config_globals = {"behavior_version": 12, "as_returnn_layer_dict": __import__(
+        "torchdispatch_returnn").as_returnn_layer_dict, "nn": nn, "Dim": Dim, "batch_dim": batch_dim}
+    with pytest.raises(InputSpecError, match=f"needs behavior_version = {BEHAVIOR_VERSION}"):
+        exec("as_returnn_layer_dict(nn.Linear(5, 2), {'dim_tags': [batch_dim, Dim(None, name='t'), Dim(5, name='f')]})",
+             config_globals)

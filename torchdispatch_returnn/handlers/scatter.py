@@ -299,13 +299,6 @@ def rot90(ctx, x, k=1, dims=(0, 1)):
     return ctx.transpose_to(r, order)
 
 
-@handles(torch.tril_indices, torch.triu_indices, factory=True)
-def tri_indices(ctx, row, col, offset=0, *, dtype=torch.long, device=None, layout=None, pin_memory=False):
-    """The (2, N) indices of a triangle of a ``row`` x ``col`` matrix (a constant; static sizes)."""
-    [lit(v) for v in (row, col, offset)]  # raises for a dynamic size
-    return ctx.const(ctx.out, _static_out(ctx, [], "")[1])
-
-
 # -- cumulative -------------------------------------------------------------------------------------
 def _cum_input(ctx, x, dim, neutral: float):
     r = ctx.cast(ctx.ref(x), (ctx.out[0] if isinstance(ctx.out, tuple) else ctx.out).dtype)
