@@ -133,6 +133,11 @@ REGRESSIONS = [
     # the capture's values differed from plain torch by rounding: eval-mode MultiheadAttention takes
     # torch's fused kernel on plain tensors, not on captured ones (assert_converts compared exactly)
     [("mha h2", _attention, nn.MultiheadAttention(4, 2, batch_first=True))],
+    # NaN weight gradients on a padded batch: max pooling left -inf in the padding, and a later linear
+    # layer's weight gradient took 0 * inf there (now the pool's padding is 0)
+    [("cat feat", lambda m, x: torch.cat([x, x * 2], -1), nn.Identity()), ("linear4", lambda m, x: m(x),
+     nn.Linear(8, 4)), ("linear4", lambda m, x: m(x), nn.Linear(4, 4)), ("maxpool", _time_conv, nn.MaxPool1d(2, 2)),
+     ("mha h1", _attention, nn.MultiheadAttention(4, 1, batch_first=True))],
 ]
 
 

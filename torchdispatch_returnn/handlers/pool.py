@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import ntuple, reduce_ref, slice_ref
+from .common import mask_padding, ntuple, reduce_ref, slice_ref
 from .conv import out_len_dim
 from .registry import handles
 
@@ -48,7 +48,12 @@ def _pool_axes(ctx, r, mode, axes, ks, stride, pads, dil):
     dims = list(r.dims)
     for ax, o in zip(axes, out_sp):
         dims[ax] = o
-    return ctx.layer(d, dims)
+    y = ctx.layer(d, dims)
+    if mode == "max":  # windows inside the padding give -inf there: 0 instead, or 0 * inf makes NaN gradients
+        for o in out_sp:  # of every later weight on a padded batch
+            if o.is_dynamic() and not o.is_batch_dim():
+                y = mask_padding(ctx, y, o)
+    return y
 
 
 @handles(F.max_pool1d)
