@@ -98,7 +98,7 @@ def _torch_grads(batch: PaddedBatch, module, kwargs, outs, weights, out_dims, fl
         for b in runs:
             call, leaves = batch.call(b, floats)
             loss = 0.0
-            results = _tensors(module(*call, **kwargs))
+            results = flat_tensors(module(*call, **kwargs))
             for t, net_out, w, od in zip(results, outs, weights, out_dims):
                 if not t.is_floating_point():
                     continue
@@ -133,11 +133,12 @@ def _same(got: np.ndarray, want: np.ndarray) -> bool:
     return bool(np.all(np.abs(g - w)[fin] <= 1e-4 * (1.0 + np.abs(w[fin]))))
 
 
-def _tensors(out: Any) -> list:
+def flat_tensors(out: Any) -> list:
+    """The tensors of a (nested) tuple/list output, in order."""
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, (list, tuple)):
-        return [t for v in out for t in _tensors(v)]
+        return [t for v in out for t in flat_tensors(v)]
     return []
 
 

@@ -18,7 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 from .dims import DimRegistry
 from .errors import error_summary, user_location
-from .gradcheck import PaddedBatch
+from .gradcheck import PaddedBatch, flat_tensors
 from .handlers.registry import lookup, target_name
 from .inputs import Inputs
 from .parity import as_real_pairs
@@ -38,7 +38,7 @@ class _Replay(TorchFunctionMode):
     def keep(self, op: str, out: Any) -> None:
         loc = user_location()
         loc = self._sites.get(loc, loc)
-        for t in _tensors(out):
+        for t in flat_tensors(out):
             n = self._counts.get((loc, op), 0)
             self._counts[(loc, op)] = n + 1
             self.values[(loc, op, n)] = t.detach().clone()
@@ -48,14 +48,6 @@ class _Replay(TorchFunctionMode):
         written = out is None and args and isinstance(args[0], torch.Tensor)  # x[idx] = v: the updated x
         self.keep(target_name(func), args[0] if written else out)
         return out
-
-
-def _tensors(out: Any) -> list:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (list, tuple)):
-        return [t for v in out for t in _tensors(v)]
-    return []
 
 
 def replay(module: torch.nn.Module, args: tuple, kwargs: dict, root_site: str = "") -> tuple[Any, dict]:
@@ -210,10 +202,10 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
     full = PaddedBatch(inputs, dims, args, positions, padded=False)
     try:
         runs = [replay(module, tuple(batch.call(b, [])[0]), kwargs, inputs.call_site) for b in range(batch.n)]
-        alone = [_tensors(replay(module, tuple(full.call(b, [])[0]), kwargs)[0]) for b in range(batch.n)]
+        alone = [flat_tensors(replay(module, tuple(full.call(b, [])[0]), kwargs)[0]) for b in range(batch.n)]
     except Exception as e:  # torch refuses a batch of one, or these lengths
         return [SelfCheck(what, None, detail=f"skipped: torch fails ({type(e).__name__}: {e})")]
-    whole = _tensors(replay(module, tuple(full.call(None, [])[0]), kwargs)[0])
+    whole = flat_tensors(replay(module, tuple(full.call(None, [])[0]), kwargs)[0])
     for b in range(batch.n):  # each sequence alone gives its row of the whole batch: no op mixes the batch
         for t, a, ax in zip(whole, alone[b], axes):
             if not _close(t.narrow(ax, b, 1).cpu().numpy(), a.cpu().numpy(), atol, rtol):
@@ -223,14 +215,14 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
                 if not any(kind != "input" and key == n for kind, key in inputs.forward_args)}
     feed = feeder.feed(batch.forward_args(), seq_lens=seq_lens)
     got = session.run([fetch(r) for r in outputs], feed_dict=feed)
-    bad = next((b for b in range(batch.n) for v, (t, ax) in zip(got, zip(_tensors(runs[b][0]), axes))
+    bad = next((b for b in range(batch.n) for v, (t, ax) in zip(got, zip(flat_tensors(runs[b][0]), axes))
                 if not _close(_row(np.asarray(v), ax, b, t.shape), t.cpu().numpy(), atol, rtol)), None)
     if bad is None:
         return [SelfCheck(what, True, compared=len(outputs) * batch.n)]
     zeros = PaddedBatch(inputs, dims, args, positions, padded=True, fill=0.0)
-    own = _tensors(replay(module, tuple(zeros.call(None, [])[0]), kwargs)[0])
+    own = flat_tensors(replay(module, tuple(zeros.call(None, [])[0]), kwargs)[0])
     if any(not _close(_row(t.cpu().numpy(), ax, b, a.shape), a.cpu().numpy(), atol, rtol)
-           for b in range(batch.n) for t, a, ax in zip(own, _tensors(runs[b][0]), axes)):
+           for b in range(batch.n) for t, a, ax in zip(own, flat_tensors(runs[b][0]), axes)):
         return [SelfCheck(what, None, detail="skipped: torch's own outputs on a padded batch depend on the padding "
                           "(they differ from torch on each sequence alone)")]
     return [_first_padded_diff(what, records, runs[bad][1], bad, fetch, session, feed, atol, rtol)]
