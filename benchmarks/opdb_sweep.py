@@ -160,8 +160,8 @@ def run_sample(op, sample, args) -> dict:
         finally:
             fresh.close()
     except NotImplementedError as e:  # UnsupportedOpError (no handler), or a handler's documented limit
-        m = re.search(r"no handler for (\S+)", str(e)) if isinstance(e, UnsupportedOpError) else None
-        return dict(info, cls="unsupported", missing=m.group(1) if m else f"[limit] {first_line(e)[:90]}",
+        no_handler = isinstance(e, UnsupportedOpError) and "no handler for" in str(e)
+        return dict(info, cls="unsupported", missing=(e.op or "?") if no_handler else f"[limit] {first_line(e)[:90]}",
                     reason=first_line(e))
     except (ParityError, InputSpecError) as e:
         cls = "parity_error" if isinstance(e, ParityError) else "input_spec"

@@ -58,6 +58,15 @@ CASES = [
     Case("conv2d_both_dynamic", lambda: nn.Conv2d(2, 3, (3, 5), stride=2), [(2, 2, 17, 19)],
          ({2: "height", 3: "width"},)),
     c2("convT2d_pad", lambda: nn.ConvTranspose2d(2, 3, 4, stride=2, padding=1)),
+    c1("convT1d_groups", lambda: nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2)),
+    c1("convT1d_dilation", lambda: nn.ConvTranspose1d(4, 3, 3, stride=2, dilation=3, padding=1)),
+    c1("convT1d_outpad_ge_stride", lambda: nn.ConvTranspose1d(4, 3, 3, stride=2, dilation=3, output_padding=2)),
+    c2("convT2d_groups_dilation_outpad", lambda: nn.ConvTranspose2d(2, 4, (4, 3), stride=(3, 2), padding=(1, 2),
+                                                                    output_padding=(2, 3), groups=2, dilation=4)),
+    Case("conv3d", lambda: nn.Conv3d(2, 3, (3, 2, 2), stride=(2, 1, 1), padding=(1, 0, 1)), [(2, 2, 11, 4, 5)],
+         ({2: "time"},)),
+    Case("conv3d_dilation_groups", lambda: nn.Conv3d(2, 4, 2, dilation=(2, 1, 2), groups=2), [(2, 2, 9, 4, 5)],
+         ({2: "time"},)),
 ]
 
 

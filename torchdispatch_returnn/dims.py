@@ -139,6 +139,9 @@ class DimRegistry:
             return dim.dimension
         return self._sizes[id(dim)]
 
+    def has_size(self, dim: Dim) -> bool:
+        return dim.dimension is not None or id(dim) in self._sizes
+
     def set_size(self, dim: Dim, size: int) -> None:
         self._sizes[id(dim)] = int(size)
 

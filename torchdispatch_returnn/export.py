@@ -44,6 +44,8 @@ def py_source(obj: Any, dims: DimRegistry) -> str:
     if isinstance(obj, tuple):
         return "(" + ", ".join(py_source(v, dims) for v in obj) + ("," if len(obj) == 1 else "") + ")"
     if isinstance(obj, np.ndarray):
+        if obj.size == 0:  # (tolist() loses the shape of an empty array)
+            return f"numpy.zeros({obj.shape!r}, dtype={str(obj.dtype)!r})"
         return f"numpy.array({py_source(obj.tolist(), dims)}, dtype={str(obj.dtype)!r})"
     if isinstance(obj, np.generic):
         return py_source(obj.item(), dims)

@@ -95,6 +95,10 @@ class Inputs:
         dims = []
         for a in range(t.ndim):
             if a == batch_axis:
+                if self.dims.has_size(batch_dim) and self.dims.size(batch_dim) != t.shape[a]:
+                    raise InputSpecError(f"input {name!r}: its batch axis {a} has size {t.shape[a]}, the inputs before "
+                                         f"have batch size {self.dims.size(batch_dim)}; inputs share one batch dim "
+                                         "(name another axis 'batch' in dynamic_shapes)")
                 dims.append(batch_dim)
                 self.dims.set_size(batch_dim, t.shape[a])
             elif a in axes:

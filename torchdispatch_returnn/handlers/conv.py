@@ -1,6 +1,7 @@
-"""Convolutions: F.conv1d/conv2d (stride, int/tuple/"same"/"valid" padding, dilation, groups,
-bias or not) and F.conv_transpose1d/2d, as RETURNN ``conv``/``transposed_conv`` with the torch
-weight (a variable layer) as filter. Output lengths of dynamic axes are derived dims."""
+"""Convolutions: F.conv1d/2d/3d (stride, int/tuple/"same"/"valid" padding, dilation, groups, bias
+or not) and F.conv_transpose1d/2d (also groups and dilation, by an equivalent dense kernel), as
+RETURNN ``conv``/``transposed_conv`` with the torch weight (a variable layer) as filter. Output
+lengths of dynamic axes are derived dims."""
 
 from __future__ import annotations
 
@@ -47,13 +48,14 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
         return _unbatched_conv(ctx, n, r, w, bias, stride, pads, dilation, groups)
     spatial = list(r.dims[2:])
     out_dim = w.dims[0]
-    if any(d > 1 for d in dilation) and (n == 2 or any(st > 1 for st in stride)):
+    if any(d > 1 for d in dilation) and (n >= 2 or any(st > 1 for st in stride)):
         # RETURNN's 2-D dilated conv fails (TF loses static shapes), its strided dilated depthwise conv
         # drops frames: zero-insert the kernel instead
         w = _dilated_kernel(ctx, w, dilation)
         ks = [(k - 1) * d + 1 for k, d in zip(ks, dilation)]
         dilation = (1,) * n
-    if 1 < groups < r.shape[1]:  # TF's CPU gradient of grouped convs fails: a block-diagonal dense kernel
+    if groups > 1 and (groups < r.shape[1] or n == 3):
+        # TF's CPU gradient of grouped convs fails, and TF has no grouped 3-D conv: a block-diagonal dense kernel
         w, groups = _dense_grouped_kernel(ctx, w, groups, r.dims[1]), 1
     in_dim = r.dims[1] if groups == 1 else ctx.dims.static_derived("floordiv", r.dims[1], groups)
     w = ctx.rename(w, {w.dims[1]: in_dim})
@@ -107,7 +109,7 @@ def _dilated_kernel(ctx, w, dilation):
     ks = list(w.shape[2:])
     big = [(k - 1) * d + 1 for k, d in zip(ks, dilation)]
     dims = list(w.dims[:2]) + [ctx.dims.static(b, f"{ctx.op_name}_k{i}") for i, b in enumerate(big)]
-    small, large = "hw"[:n], "HW"[:n]
+    small, large = "hwd"[:n], "HWD"[:n]
     eyes = ", ".join(f"tf.one_hot(tf.range({k}) * {d}, {b}, dtype=x0.dtype)" for k, d, b in zip(ks, dilation, big))
     spec = f"oi{small}," + ",".join(f"{a}{b}" for a, b in zip(small, large)) + f"->oi{large}"
     return ctx.tf_op(f"tf.einsum({spec!r}, x0, {eyes})", [w], dims, dtype=w.dtype)
@@ -129,8 +131,18 @@ def conv_transpose_nd(ctx, n, x, weight, bias, stride, padding, output_padding, 
     r, w = ctx.ref(x), ctx.ref(weight)
     stride, padding = ntuple(stride, n), ntuple(padding, n)
     output_padding, dilation = ntuple(output_padding, n), ntuple(dilation, n)
-    if groups != 1 or any(d != 1 for d in dilation):
-        raise NotImplementedError("transposed conv with groups or dilation")
+    if groups > 1:  # (I, O/g, k...) -> (I, O, k...), zero outside each group's block
+        w = _dense_grouped_kernel(ctx, w, groups, ctx.dims.static(w.shape[1] * groups, f"{ctx.op_name}_out"))
+    if any(d > 1 for d in dilation):  # the same as an undilated transposed conv with zeros between the taps
+        w = _dilated_kernel(ctx, w, dilation)
+    if any(op >= st for op, st in zip(output_padding, stride)):
+        # TF needs output_padding < stride (torch: < stride or dilation): zero taps at the kernel's end
+        # give the same output, that much longer (the kernel reaches no input from there)
+        extra = [op if op >= st else 0 for op, st in zip(output_padding, stride)]
+        dims = list(w.dims[:2]) + [ctx.dims.static(k + e, f"{ctx.op_name}_k{i}") if e else d
+                                   for i, (k, e, d) in enumerate(zip(w.shape[2:], extra, w.dims[2:]))]
+        w = ctx.tf_op(f"tf.pad(x0, {[[0, 0], [0, 0]] + [[0, e] for e in extra]})", [w], dims, dtype=w.dtype)
+        output_padding = tuple(op - e for op, e in zip(output_padding, extra))
     ks = [w.shape[2 + i] for i in range(n)]
     if r.ndim == n + 1:
         return _unbatched_conv_transpose(ctx, n, r, w, bias, ks, stride, padding, output_padding)
@@ -183,6 +195,12 @@ def _unbatched_conv_transpose(ctx, n, r, w, bias, ks, stride, padding, output_pa
             f"{[a + 1 for a in spatial] + [1, 0]}), tf.stack([1, {full}, {w.shape[1]}]), strides={list(stride)}, "
             "padding='VALID'))")
     return _plus_bias(ctx, ctx.tf_op(expr, [r, w], [w.dims[1]] + out, dtype=r.dtype), bias, 0)
+
+
+@handles(F.conv3d)
+def conv3d(ctx, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D convolution over (B, C, D, H, W)."""
+    return conv_nd(ctx, 3, input, weight, bias, stride, padding, dilation, groups)
 
 
 @handles(F.conv_transpose1d)

@@ -30,6 +30,11 @@ def pad(ctx, input, pad, mode="constant", value=None):
     r = ctx.ref(input)
     amounts = [p if isinstance(p, DimInt) else int(p) for p in pad]  # (no recovery by value: amounts are no sizes)
     fill = float(value or 0.0) if r.dtype.is_floating_point else int(value or 0)
+    padded = [r.ndim - 1 - i for i in range(len(amounts) // 2) if amounts[2 * i] or amounts[2 * i + 1]]
+    if any(r.dims[ax].is_batch_dim() for ax in padded):
+        raise NotImplementedError("F.pad of the batch axis (the network's batch size is that of its inputs)")
+    if mode != "constant" and 0 in r.shape:
+        raise NotImplementedError(f"F.pad mode {mode!r} of an empty tensor")
     by_index = mode != "constant" and (mode == "circular" or any(
         r.dims[r.ndim - 1 - i].is_dynamic() for i in range(len(amounts) // 2) if amounts[2 * i] or amounts[2 * i + 1]))
     if by_index or any(isinstance(a, DimInt) or a < 0 for a in amounts):  # sizes from shapes, or cropping
