@@ -37,6 +37,13 @@ CASES = [
     Case("GroupNorm_2d", lambda: _affine(nn.GroupNorm(3, 6)), [(3, 6, 11, 4)], ({2: "time"},)),
     Case("InstanceNorm1d", lambda: nn.InstanceNorm1d(4, affine=True), [(3, 4, 11)], ({2: "time"},)),
     Case("normalize", lambda: Fn(lambda m, x: F.normalize(x, dim=-1)), [(3, 11, 6)], ({1: "time"},)),
+    Case("normalize_p_half_time", lambda: Fn(lambda m, x: F.normalize(x, p=0.5, dim=1)), [(3, 11, 6)], ({1: "time"},),
+         positive=True),
+    Case("normalize_p3", lambda: Fn(lambda m, x: F.normalize(x, p=3.0, dim=-1)), [(3, 11, 6)], ({1: "time"},)),
+    Case("normalize_p_inf_time", lambda: Fn(lambda m, x: F.normalize(x, p=float("inf"), dim=1)), [(3, 11, 6)],
+         ({1: "time"},)),
+    Case("normalize_p_minus_inf", lambda: Fn(lambda m, x: F.normalize(x, p=float("-inf"), dim=-1)), [(3, 11, 6)],
+         ({1: "time"},)),
 ]
 
 

@@ -101,8 +101,18 @@ def normalize(ctx, input, p=2.0, dim=1, eps=1e-12, out=None):
     elif p == 1:
         norm = reduce_ref(ctx, ctx.eval("tf.abs(source(0))", [r], r.dims), "sum", [ax], False)
         expr = f"source(0) / tf.maximum(source(1), {lit(eps)})"
+    elif p in (float("inf"), float("-inf")):
+        absx = ctx.eval("tf.abs(source(0))", [r], r.dims)
+        norm = reduce_ref(ctx, absx, "max" if p > 0 else "min", [ax], False)
+        expr = f"source(0) / tf.maximum(source(1), {lit(eps)})"
+    elif p == 0:  # the count of nonzero entries
+        nz = ctx.eval("tf.cast(tf.not_equal(source(0), 0), source(0).dtype)", [r], r.dims)
+        norm = reduce_ref(ctx, nz, "sum", [ax], False)
+        expr = f"source(0) / tf.maximum(source(1), {lit(eps)})"
     else:
-        raise NotImplementedError(f"F.normalize with p={p}")
+        norm = reduce_ref(ctx, ctx.eval(f"tf.pow(tf.abs(source(0)), {lit(float(p))})", [r], r.dims), "sum", [ax],
+                          False)
+        expr = f"source(0) / tf.maximum(tf.pow(source(1), {lit(1.0 / float(p))}), {lit(eps)})"
     return ctx.eval(expr, [r, norm], r.dims)
 
 
