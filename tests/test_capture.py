@@ -196,19 +196,22 @@ def test_register_user_handler():
 
     class M(nn.Module):
         def forward(self, x):
-            return torch.special.hermite_polynomial_he(x, 2) + 1
+            return torch.vander(x, N=3) * 2
 
-    def hermite_he(ctx, x, n):  # He_2(x) = x^2 - 1
-        if n != 2:
-            raise NotImplementedError("only n=2 in this test")
+    def vander(ctx, x, N=None, increasing=False):  # columns x^(N-1), ..., x, 1
+        if N is None or increasing:
+            raise NotImplementedError("vander without N, or increasing")
         r = ctx.ref(x)
-        return ctx.eval("source(0) * source(0) - 1.0", [r], r.dims)
+        powers = ", ".join(f"x0 ** {k}" for k in reversed(range(N)))
+        return ctx.tf_op(f"tf.stack([{powers}], -1)", [r], list(r.dims) + [ctx.dims.static(N, "vander_cols")])
 
-    tdr.register(torch.special.hermite_polynomial_he, hermite_he)
+    assert tdr.handlers.lookup(torch.vander) is None, "pick a torch callable without a built-in handler"
+    tdr.register(torch.vander, vander)
     try:
-        # (torch defines no gradient for the special polynomials: values only)
-        assert_parity(Case("user_handler", M, [(2, 5, 3)], ({1: "time"},), grads=False))
+        net = assert_parity(Case("user_handler", M, [(5,)], None))
+        assert "torch.vander" in {r.torch_op for r in net.parity}
         with pytest.raises(ValueError, match="already has a handler"):
-            tdr.register(torch.special.hermite_polynomial_he, hermite_he)
+            tdr.register(torch.vander, vander)
     finally:
-        tdr.unregister(torch.special.hermite_polynomial_he)
+        tdr.unregister(torch.vander)
+    assert tdr.handlers.lookup(torch.vander) is None

@@ -142,6 +142,13 @@ class OpContext:
         """Also check ``ref`` against the torch ``value`` in the parity run."""
         self._recorder.record(self._site, self.func, ref, value)
 
+    def feed(self, ref: Ref, value: torch.Tensor, sample: Any = None) -> None:
+        """``ref`` holds random values the network samples itself: the parity run (and gradient parity)
+        feeds torch's ``value`` (torch axis order) there, so the ops after it are compared exactly.
+        ``sample(args, kwargs, out)``: the value to feed from another plain-torch run of this op
+        (default: its result)."""
+        self._recorder.feed(self._site, ref, value, sample)
+
     def note(self, text: str) -> None:
         """A note for this op's parity records (e.g. a limit for padded batches)."""
         self.notes.append(text)

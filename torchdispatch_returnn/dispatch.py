@@ -209,10 +209,16 @@ class Dispatcher:
         return out
 
 
+#: random factories: the network samples them itself, whatever their sizes (never torch's values as a constant)
+_RANDOM = frozenset({torch.randn, torch.rand, torch.randint, torch.normal, torch.randn_like, torch.rand_like,
+                     torch.randint_like, torch.bernoulli, torch.poisson, torch.multinomial, torch.randperm})
+
+
 class FunctionMode(TorchFunctionMode):
     """Routes the ops without a captured tensor argument that still belong to the network:
     factories with dynamic sizes (``torch.arange(x.shape[1])``), ops on parameters or buffers
-    (``self.pe[:x.size(1)]``), and factories reading a captured 0-d tensor (``arange(lengths.max())``)."""
+    (``self.pe[:x.size(1)]``), factories reading a captured 0-d tensor (``arange(lengths.max())``),
+    and random factories."""
 
     def __init__(self, dispatcher: Dispatcher):
         super().__init__()
@@ -228,8 +234,9 @@ class FunctionMode(TorchFunctionMode):
                 if any(isinstance(t, ReturnnTensor) for t in flat):
                     if h.factory:
                         return d.dispatch(func, args, kwargs)
-                elif not _is_inplace(func) and (any(isinstance(t, torch.Tensor) and d.builder.is_param(t) for t in flat)
-                                                or _mentions_size(flat, d.builder.dims)):
+                elif func in _RANDOM or not _is_inplace(func) and (
+                        any(isinstance(t, torch.Tensor) and d.builder.is_param(t) for t in flat)
+                        or _mentions_size(flat, d.builder.dims)):
                     return d.dispatch(func, args, kwargs)
         return func(*args, **kwargs)
 

@@ -11,7 +11,10 @@ over each sequence's valid frames. Two batches are checked:
   are not each sequence's own (ops over the batch axis, padding-dependent ops).
 
 A parameter's (or float input's) gradient must match torch's; a missing gradient is only right
-where torch's is zero or absent too.
+where torch's is zero or absent too. Random ops: torch's values of its run on the batch are fed into
+the network's random layers (the padded batch is skipped: torch samples each sequence alone).
+Training mode: the network has RETURNN's train flag set; the module's buffers (running statistics)
+and torch's random state are restored afterwards.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .dims import DimRegistry
-from .errors import error_summary
+from .errors import error_summary, user_location
+from .handlers.registry import target_name
 from .inputs import Inputs
+from .runtime import layer_feed
 
 
 @dataclass
@@ -38,19 +44,56 @@ class GradCheck:
 
 
 def gradient_check(inputs: Inputs, kwargs: dict, fresh: Any, param_map: dict, dims: DimRegistry, out_dims: list,
-                   atol: float, rtol: float, seed: int = 0) -> list[GradCheck]:
-    """Gradient parity on the full batch and on a padded batch (see the module docstring)."""
+                   atol: float, rtol: float, seed: int = 0, feeds: list = ()) -> list[GradCheck]:
+    """Gradient parity on the full batch and on a padded batch (see the module docstring); ``feeds``:
+    the random layers (:class:`~.parity.Feed`) where torch's values are fed."""
     module, args, positions = inputs.call
-    full = PaddedBatch(inputs, dims, args, positions, padded=False)
-    out = _check(full, "batch", module, kwargs, fresh, param_map, out_dims, atol, rtol, seed)
-    padded = PaddedBatch(inputs, dims, args, positions, padded=True)
-    if padded.lens != full.lens:
-        out += _check(padded, "padded batch", module, kwargs, fresh, param_map, out_dims, atol, rtol, seed)
+    buffers = [(b, b.detach().clone()) for b in module.buffers()] if any(m.training for m in module.modules()) else []
+    with torch.random.fork_rng(devices=[]):
+        try:
+            full = PaddedBatch(inputs, dims, args, positions, padded=False)
+            out = _check(full, "batch", module, kwargs, fresh, param_map, out_dims, atol, rtol, seed, feeds)
+            padded = PaddedBatch(inputs, dims, args, positions, padded=True)
+            if padded.lens != full.lens and feeds:
+                out.append(GradCheck("(padded batch)", None, detail="skipped: random ops (torch samples each "
+                                     "sequence alone; its values cannot be fed into one padded batch)"))
+            elif padded.lens != full.lens:
+                out += _check(padded, "padded batch", module, kwargs, fresh, param_map, out_dims, atol, rtol, seed)
+        finally:
+            with torch.no_grad():
+                for b, value in buffers:
+                    b.copy_(value)
     return out
 
 
+class _Samples(TorchFunctionMode):
+    """A plain-torch run that keeps the values to feed into the random layers ({layer name: value}); ops
+    of a torch module called as the root are keyed at ``root_site``, the line that called it in the capture."""
+
+    def __init__(self, feeds: list, root_site: str = ""):
+        super().__init__()
+        self._sites = {user_location(): root_site} if root_site else {}
+        self.by_key = {f.key: f for f in feeds}
+        self.ops = {f.key[1] for f in feeds}
+        self.values: dict = {}
+        self._counts: dict = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        op = target_name(func)
+        if op in self.ops:
+            loc = user_location()
+            loc = self._sites.get(loc, loc)
+            n = self._counts.get((loc, op), 0)
+            self._counts[(loc, op)] = n + len(flat_tensors(out))
+            f = self.by_key.get((loc, op, n))
+            if f is not None:
+                self.values[f.layer] = layer_feed(f, f.sample(args, kwargs or {}, out).detach().cpu().numpy())
+        return out
+
+
 def _check(batch: PaddedBatch, what: str, module: torch.nn.Module, kwargs: dict, fresh: Any, param_map: dict,
-           out_dims: list, atol: float, rtol: float, seed: int) -> list[GradCheck]:
+           out_dims: list, atol: float, rtol: float, seed: int, feeds: list = ()) -> list[GradCheck]:
     inputs = batch.inputs
     seq_lens = {n: np.asarray(v) for n, v in batch.lens.items()
                 if not any(kind != "input" and key == n for kind, key in inputs.forward_args)}
@@ -68,7 +111,10 @@ def _check(batch: PaddedBatch, what: str, module: torch.nn.Module, kwargs: dict,
         for p in params.values():
             p.grad = None
         try:
-            input_grads, skip = _torch_grads(batch, module, kwargs, outs, weights, out_dims, floats)
+            samples = _Samples(feeds, inputs.call_site)
+            input_grads, skip = _torch_grads(batch, module, kwargs, outs, weights, out_dims, floats, samples)
+            if len(samples.values) < len(feeds):
+                skip = skip or f"torch ran {len(samples.values)} of the {len(feeds)} random ops of the capture"
         except Exception as e:  # (torch refuses these lengths, or has no gradient)
             return [GradCheck(f"({what})", None, detail=f"skipped: torch fails ({type(e).__name__}: {e})")]
         if skip:
@@ -79,7 +125,8 @@ def _check(batch: PaddedBatch, what: str, module: torch.nn.Module, kwargs: dict,
         for p in params.values():
             p.grad = saved[id(p)]
     try:
-        tf_vars, tf_inputs = fresh.gradients(*batch.forward_args(), weights=weights, wrt=floats, seq_lens=seq_lens)
+        tf_vars, tf_inputs = fresh.gradients(*batch.forward_args(), weights=weights, wrt=floats, seq_lens=seq_lens,
+                                             layer_values=samples.values)
     except Exception as e:  # (e.g. an op without gradient in TF: reported as a failure)
         return [GradCheck(f"({what})", False, float("inf"), f"no gradient in TensorFlow: {error_summary(e)}")]
     out = [_result(f"{key} ({what})", tf_vars.get(param_map[key]["tf_vars"][0]), w, atol, rtol)
@@ -89,16 +136,17 @@ def _check(batch: PaddedBatch, what: str, module: torch.nn.Module, kwargs: dict,
     return out
 
 
-def _torch_grads(batch: PaddedBatch, module, kwargs, outs, weights, out_dims, floats) -> tuple[dict, str]:
-    """Torch autograd of the loss into the parameters' ``.grad``; returns the float inputs' gradients
-    and a reason to skip (or "")."""
+def _torch_grads(batch: PaddedBatch, module, kwargs, outs, weights, out_dims, floats, samples) -> tuple[dict, str]:
+    """Torch autograd of the loss into the parameters' ``.grad`` (the values of random ops kept by the
+    mode ``samples``); returns the float inputs' gradients and a reason to skip (or "")."""
     input_grads = {k: np.zeros(batch.xs[batch.pos[k]].shape) for k in floats}
     runs = range(batch.n) if batch.padded else [None]
     with torch.enable_grad():  # (the capture may run under no_grad)
         for b in runs:
             call, leaves = batch.call(b, floats)
             loss = 0.0
-            results = flat_tensors(module(*call, **kwargs))
+            with samples:
+                results = flat_tensors(module(*call, **kwargs))
             for t, net_out, w, od in zip(results, outs, weights, out_dims):
                 if not t.is_floating_point():
                     continue

@@ -21,10 +21,25 @@ logger = logging.getLogger(__name__)
 
 _UNCHECKED = {torch.empty: "unchecked: torch.empty values are unspecified",
               torch.empty_like: "unchecked: torch.empty_like values are unspecified",
-              torch.Tensor.new_empty: "unchecked: new_empty values are unspecified"}
-_F = torch.nn.functional
-_UNCHECKED_TRAIN = dict.fromkeys((_F.dropout, _F.dropout1d, _F.dropout2d, _F.alpha_dropout, _F.feature_alpha_dropout,
-                                  torch.dropout), "unchecked: random in training mode")
+              torch.Tensor.new_empty: "unchecked: new_empty values are unspecified",
+              torch.Tensor.new_empty_strided: "unchecked: new_empty_strided values are unspecified"}
+#: the note of a record whose layer is fed with torch's random values
+FED = "fed: torch's random values fed into the network here (not compared; the network samples its own)"
+
+
+@dataclass
+class Feed:
+    """A layer holding random values: the parity run feeds torch's ``value`` there (``layer``, ``perm``
+    and ``dtype`` say where and how, filled by the parity run); ``sample(args, kwargs, out)`` gives the
+    value to feed from another plain-torch run of the op keyed ``key`` (gradient parity)."""
+
+    ref: Any
+    value: Any  # torch.Tensor in the ref's torch axis order
+    key: tuple  # (location, torch op, n), as the op's records
+    sample: Callable
+    layer: str = ""  # the layer's name in the network (and in the written config)
+    perm: tuple = ()  # the layer's axis of each torch axis
+    dtype: str = ""  # the layer's dtype
 
 
 @dataclass
@@ -40,11 +55,12 @@ class ParityRecord:
     max_abs_diff: float | None = None
     ok: bool | None = None
     note: str = ""
-    check: bool = True  # False: torch's values are unspecified (torch.empty) or random (dropout)
+    check: bool = True  # False: torch's values are unspecified (torch.empty) or fed (random ops)
     key: tuple = ()  # (location, torch op, n): the n-th tensor result of that op at that line (self-check)
     max_rel_diff: float | None = None  # max |diff| / |torch| over the finite entries where torch is not 0
     seconds: float | None = None  # capture time of the op's handler (its conversion; torch's own run excluded)
     timings: dict = field(default_factory=dict, repr=False, compare=False)  # Layer -> construction seconds
+    fed: bool = False  # a random op's result: torch's values are fed into the network here
 
     @property
     def site(self) -> OpSite:
@@ -57,14 +73,14 @@ class ParityRecord:
 
     @property
     def status(self) -> str:
-        """The status: ``ok``, ``failed`` or ``unchecked``."""
-        return {True: "ok", False: "failed", None: "unchecked"}[self.ok]
+        """The status: ``ok``, ``failed``, ``unchecked`` or ``fed`` (torch's random values fed there)."""
+        return "fed" if self.fed and self.ok is None else {True: "ok", False: "failed", None: "unchecked"}[self.ok]
 
     def line(self, w_op: int = 8, w_layer: int = 5) -> str:
         """The record as one row of the text table."""
         diff = "-" if self.max_abs_diff is None else f"{self.max_abs_diff:.3g}"
         rel = "-" if self.max_rel_diff is None else f"{self.max_rel_diff:.3g}"
-        flag = {True: "yes", False: "NO", None: "-"}[self.ok]
+        flag = "fed" if self.fed and self.ok is None else {True: "yes", False: "NO", None: "-"}[self.ok]
         return (f"  {self.torch_op:<{w_op}}  {self.layer:<{w_layer}}  {diff:>10}  {rel:>10}  {flag:<3}  "
                 f"{self.module_path or '<root>'} {self.location}{'  ' + self.note if self.note else ''}")
 
@@ -78,12 +94,20 @@ class Recorder:
         self.records: list[ParityRecord] = []
         self._seen: set = set()
         self._counts: dict = {}  # (location, op) -> tensor results seen
+        self.feeds: list[Feed] = []  # random values the network samples itself: torch's are fed in the parity run
+        self._fed: set = set()  # ids of the fed layers
 
     def next_key(self, site: OpSite) -> tuple:
         """The key of the next tensor result of ``site``'s op at its line: (location, op, n)."""
         n = self._counts.get((site.location, site.op), 0)
         self._counts[(site.location, site.op)] = n + 1
         return site.location, site.op, n
+
+    def feed(self, site: OpSite, ref: Ref, value: torch.Tensor, sample: Callable | None = None) -> None:
+        """Feed torch's ``value`` into ``ref``'s layer in the parity run (see ``OpContext.feed``)."""
+        key = (site.location, site.op, self._counts.get((site.location, site.op), 0))
+        self.feeds.append(Feed(ref, plain(value).detach().clone(), key, sample or (lambda args, kwargs, out: out)))
+        self._fed.add(id(ref.layer))
 
     def record(self, site: OpSite, func: Any, ref: Ref, value: torch.Tensor, note: str = "",
                unchecked: str | None = None, key: tuple = ()) -> None:
@@ -94,12 +118,13 @@ class Recorder:
         if key in self._seen or name is not None and (name == "data" or name.startswith("data:")):
             return
         self._seen.add(key)
-        unchecked = unchecked or _UNCHECKED.get(func) or (_UNCHECKED_TRAIN.get(func) if self.train else None)
+        fed = id(ref.layer) in self._fed
+        unchecked = unchecked or _UNCHECKED.get(func) or (FED if fed else None)
         self.records.append(ParityRecord(
             torch_op=site.op, module_path=site.module_path, layer="", ref=ref,
             value=None if unchecked else plain(value).detach().clone(), location=site.location,
             check=not unchecked, note="; ".join(filter(None, [unchecked or "", note])), key=op_key,
-            timings=self.progress.layer_seconds))
+            timings=self.progress.layer_seconds, fed=fed))
 
     def timed(self, since: int, seconds: float) -> None:
         """An op converted in ``seconds``: its records (made since index ``since``) keep the time."""
@@ -123,6 +148,7 @@ class ParityReport:
     self_checks: list = field(default_factory=list)  # verify.SelfCheck: the network again at other lengths
     grads: list = field(default_factory=list)  # verify.GradCheck: gradients of the written config vs torch
     guards: dict = field(default_factory=dict)  # "file:line" -> a decision the user's code took on a dynamic size
+    feeds: list = field(default_factory=list)  # Feed: layers where torch's random values were fed
 
     @property
     def ok(self) -> bool:
@@ -141,18 +167,26 @@ class ParityReport:
 
     @property
     def unchecked(self) -> list:
-        return [r for r in self.records if r.ok is None]
+        return [r for r in self.records if r.ok is None and not r.fed]
+
+    @property
+    def fed(self) -> list:
+        """The records of random ops whose torch values were fed into the network (not compared)."""
+        return [r for r in self.records if r.ok is None and r.fed]
 
     def summary(self) -> str:
-        """The verdict in one line: ops agreeing, failed, unchecked, and the tolerances."""
+        """The verdict in one line: ops agreeing, failed, unchecked, fed (random values), and the tolerances."""
         n_checked = sum(r.ok is not None for r in self.records)
+        fed = f", {len(self.fed)} fed" if self.feeds else ""
         return (f"parity: {'OK' if self.ok else 'FAILED'} ({n_checked - len(self.failures)}/{n_checked} checked ops "
-                f"agree, {len(self.unchecked)} unchecked, {len(self.records)} in all; atol={self.atol:g}, "
+                f"agree, {len(self.unchecked)} unchecked{fed}, {len(self.records)} in all; atol={self.atol:g}, "
                 f"rtol={self.rtol:g})")
 
     def check_lines(self) -> list[str]:
         """The self-checks, size decisions and gradient checks, one line each (failed gradients add lines)."""
-        lines = []
+        fed = ", ".join(f.layer for f in self.feeds)
+        lines = [f"random values: torch's fed into {len(self.feeds)} layer(s) ({fed}): the ops after them are "
+                 "compared exactly; the network and the written config sample their own"] if self.feeds else []
         for c in self.self_checks:
             state = {True: "OK", False: "FAILED", None: "skipped"}[c.ok]
             lines.append(f"self-check at {c.what}: {state} ({c.compared} ops){': ' + c.detail if c.detail else ''}")

@@ -1,9 +1,10 @@
 """The parity report as HTML: ``net.parity.to_html(path)`` (one self-contained page: inline CSS and
 JS, no external links) and the compact view notebooks show for ``net.parity`` and ``net``.
 
-The page holds the summary (ops agreeing / failed / unchecked, tolerances, self-checks, gradient
-checks, size decisions), the ops in a tree by module path (``<details>``), each with its status,
-torch op, max abs and rel diff, RETURNN layer and the user's ``file:line``, and the slowest ops.
+The page holds the summary (ops agreeing / failed / unchecked / fed with torch's random values,
+tolerances, the layers fed, self-checks, gradient checks, size decisions), the ops in a tree by
+module path (``<details>``), each with its status, torch op, max abs and rel diff, RETURNN layer and
+the user's ``file:line``, and the slowest ops.
 All text is escaped. The report is read through its attributes only (no import of :mod:`.parity`).
 """
 
@@ -29,7 +30,7 @@ _CSS = """
 .tdr td.tdr-code { font-family: monospace; }
 .tdr tr.tdr-ok td.tdr-st { background: #c8ecc8; } .tdr tr.tdr-failed td { background: #fbd3d3; }
 .tdr tr.tdr-failed td.tdr-st { background: #e45c5c; color: #fff; font-weight: bold; }
-.tdr tr.tdr-unchecked td.tdr-st { background: #f3e2a9; }
+.tdr tr.tdr-unchecked td.tdr-st { background: #f3e2a9; } .tdr tr.tdr-fed td.tdr-st { background: #d6e4f5; }
 .tdr details { margin-left: 14px; } .tdr summary { cursor: pointer; }
 .tdr .tdr-mod { font-family: monospace; font-weight: bold; } .tdr .tdr-count { color: #666; }
 .tdr .tdr-bad { color: #b3001b; font-weight: bold; } .tdr .tdr-unc { color: #8a6d00; }
@@ -68,15 +69,20 @@ def summary_html(report: Any) -> str:
     """The verdict line and the list of self-checks, gradient checks and size decisions."""
     recs = list(report.records)
     n_fail = sum(r.ok is False for r in recs)
-    n_unc = sum(r.ok is None for r in recs)
+    n_fed = sum(r.ok is None and getattr(r, "fed", False) for r in recs)
+    n_unc = sum(r.ok is None for r in recs) - n_fed
+    feeds = list(getattr(report, "feeds", ()))
     cls = "ok" if report.ok else "failed"
     out = [f'<p class="tdr-summary tdr-{cls}"><b>parity {"OK" if report.ok else "FAILED"}</b> &mdash; '
-           f"{len(recs)} ops: {len(recs) - n_fail - n_unc} ok, "
-           f'<span class="{"tdr-bad" if n_fail else ""}">{n_fail} failed</span>, {n_unc} unchecked; '
+           f"{len(recs)} ops: {len(recs) - n_fail - n_unc - n_fed} ok, "
+           f'<span class="{"tdr-bad" if n_fail else ""}">{n_fail} failed</span>, {n_unc} unchecked'
+           f"{f', {n_fed} fed' if feeds else ''}; "
            f"atol={esc(f'{report.atol:g}')}, rtol={esc(f'{report.rtol:g}')}; "
            f"{len(report.self_checks)} self-check(s), {len(report.grads)} gradient check(s), "
            f"{len(report.guards)} size decision(s)</p>"]
-    items = []
+    items = [f"<li>{esc('random values: torch' + chr(39) + f's fed into {len(feeds)} layer(s)')} (<span "
+             f"class=\"tdr-code\">{esc(', '.join(f.layer for f in feeds))}</span>): the ops after them are "
+             "compared exactly; the network and the written config sample their own</li>"] if feeds else []
     for c in report.self_checks:
         detail = f": {c.detail}" if c.detail else ""
         items.append(f"<li>self-check at {esc(c.what)}: {_verdict(c.ok)} ({c.compared} ops){esc(detail)}</li>")
@@ -135,12 +141,15 @@ def tree_html(node: _Node, is_root: bool = True) -> str:
     """A module as ``<details>`` (open for the root and where an op failed): its ops, then its submodules."""
     recs = node.all_records()
     n_fail = sum(r.ok is False for r in recs)
-    n_unc = sum(r.ok is None for r in recs)
+    n_fed = sum(r.ok is None and getattr(r, "fed", False) for r in recs)
+    n_unc = sum(r.ok is None for r in recs) - n_fed
     counts = f'<span class="tdr-count">{len(recs)} op{"s" if len(recs) != 1 else ""}</span>'
     if n_fail:
         counts += f' <span class="tdr-bad">{n_fail} failed</span>'
     if n_unc:
         counts += f' <span class="tdr-unc">{n_unc} unchecked</span>'
+    if n_fed:
+        counts += f' <span class="tdr-count">{n_fed} fed</span>'
     is_open = " open" if n_fail or is_root else ""
     inner = _table(node.records) + "".join(tree_html(c, False) for c in node.children.values())
     return (f'<details{is_open}><summary><span class="tdr-mod" title="{esc(node.path or "<root>")}">{esc(node.name)}'

@@ -159,10 +159,27 @@ class Fetcher:
                 self._cache[key] = t
         return self._cache[key]
 
+    def feed(self, feed: Any) -> tuple[Any, np.ndarray]:
+        """The TF tensor of a :class:`~.parity.Feed`'s layer and torch's value in its axis order (sets the
+        feed's ``layer``, ``perm`` and ``dtype``, so the same layer of a network built from the config
+        can be fed: :func:`layer_feed`)."""
+        if any(isinstance(d, MergedDim) for d in feed.ref.dims):
+            raise CaptureError(f"random values of layer {feed.ref.name!r} on merged axes cannot be fed")
+        out = self.network.get_layer(feed.ref.name).output
+        feed.layer, feed.dtype = feed.ref.name, out.dtype
+        feed.perm = tuple(find_axis(out.dims, d) for d in feed.ref.dims)
+        return out.placeholder, layer_feed(feed, _np(feed.value))
+
     def lengths(self, ref: Ref) -> dict:
         """{id(dim): TF lengths} of the dynamic dims of ``ref``."""
         return {id(d): d.dyn_size_ext.placeholder for d in ref.dims
                 if d.is_dynamic() and not d.is_batch_dim() and d.dyn_size_ext is not None}
+
+
+def layer_feed(feed: Any, value: np.ndarray) -> np.ndarray:
+    """``value`` (torch order) of a fed layer in the layer's axis order and dtype."""
+    return np.transpose(np.asarray(value), np.argsort(feed.perm)).astype(feed.dtype) if feed.perm else \
+        np.asarray(value).astype(feed.dtype)
 
 
 def run_outputs(session: Any, feed: dict, fetches: list) -> Any:
@@ -183,9 +200,10 @@ def _np(x: Any) -> np.ndarray:
 
 class ConfigNetwork:
     """A fresh TFNetwork built from a written config (and optionally a checkpoint): what a RETURNN
-    user gets. ``run(*args, seq_lens=None)`` takes the same arguments as ``net.run``."""
+    user gets. ``run(*args, seq_lens=None)`` takes the same arguments as ``net.run``. ``train``: RETURNN's
+    train flag (dropout active), as in a training run."""
 
-    def __init__(self, config: str, checkpoint: str | None = None):
+    def __init__(self, config: str, checkpoint: str | None = None, train: bool = False):
         ensure_returnn()
         code = open(config).read() if os.path.exists(config) else config
         cfg = Config()
@@ -194,7 +212,7 @@ class ConfigNetwork:
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
         with self.graph.as_default(), quiet():
-            self.network = TFNetwork(config=cfg, train_flag=False, name="root")
+            self.network = TFNetwork(config=cfg, train_flag=train, name="root")
             self.network.construct_from_dict(cfg.typed_value("network"))
             self.network.initialize_params(self.session)
             if checkpoint:
@@ -211,10 +229,13 @@ class ConfigNetwork:
         return run_outputs(self.session, feed, outs)
 
     def gradients(self, *inputs: Any, weights: Sequence[np.ndarray], wrt: Sequence[str] = (),
-                  seq_lens: dict | None = None) -> tuple[dict, dict]:
+                  seq_lens: dict | None = None, layer_values: dict | None = None) -> tuple[dict, dict]:
         """The gradients of ``sum(output_i * weights_i)`` over each sequence's valid frames, w.r.t. every
-        trainable variable ({name: array}) and the float extern data ``wrt`` ({key: array})."""
+        trainable variable ({name: array}) and the float extern data ``wrt`` ({key: array});
+        ``layer_values``: {layer name: value in its axis order} fed there (random values)."""
         feed = self.feeder.feed(inputs, seq_lens)
+        for name, value in (layer_values or {}).items():
+            feed[self.network.get_layer(name).output.placeholder] = value
         with self.graph.as_default():
             loss = 0.0
             for name, w in zip(self.output_names, weights):

@@ -1,7 +1,8 @@
 """The self-checks run when a capture ends, what a network fixed to the capture's inputs gets wrong:
 
 - at another length along every dynamic dim (the inputs cut to it): torch and the network again, op
-  by op, keyed by the line and op that made each record;
+  by op, keyed by the line and op that made each record (torch's values of random ops fed into the
+  network's random layers, as in the parity run);
 - on a padded batch (sequences of full, 3/4, 1/2, ... the capture length, NaN in the padding): each
   sequence's outputs against torch run on that sequence alone; where they differ, the first op
   whose valid frames differ is named.
@@ -22,38 +23,48 @@ from .gradcheck import PaddedBatch, flat_tensors
 from .handlers.registry import lookup, target_name
 from .inputs import Inputs
 from .parity import as_real_pairs
-from .runtime import Feeder, Fetcher
+from .runtime import Feeder, Fetcher, layer_feed
 
 
 class _Replay(TorchFunctionMode):
     """Runs the model in plain torch and keeps every op's tensor results by (line, op, n), as the
-    capture keys its records (plus the outputs of leaf modules such as nn.LSTM)."""
+    capture keys its records (plus the outputs of leaf modules such as nn.LSTM); ``feeds``: the random
+    layers, whose values to feed go to ``fed`` ({layer name: value in its axis order})."""
 
-    def __init__(self, root_site: str = ""):
+    def __init__(self, root_site: str = "", feeds=(), fed: dict | None = None):
         super().__init__()
+        self.feeds = {f.key: f for f in feeds}
+        self.fed = fed if fed is not None else {}
         self.values: dict = {}
         self._counts: dict = {}
         self._sites = {user_location(): root_site} if root_site else {}  # ops of the root call: its site
 
-    def keep(self, op: str, out: Any) -> None:
+    def keep(self, op: str, out: Any) -> tuple:
         loc = user_location()
         loc = self._sites.get(loc, loc)
+        keys = []
         for t in flat_tensors(out):
             n = self._counts.get((loc, op), 0)
             self._counts[(loc, op)] = n + 1
-            self.values[(loc, op, n)] = t.detach().clone()
+            keys.append((loc, op, n))
+            self.values[keys[-1]] = t.detach().clone()
+        return keys[0] if keys else ()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         written = out is None and args and isinstance(args[0], torch.Tensor)  # x[idx] = v: the updated x
-        self.keep(target_name(func), args[0] if written else out)
+        f = self.feeds.get(self.keep(target_name(func), args[0] if written else out))
+        if f is not None:
+            self.fed[f.layer] = layer_feed(f, f.sample(args, kwargs or {}, out).detach().cpu().numpy())
         return out
 
 
-def replay(module: torch.nn.Module, args: tuple, kwargs: dict, root_site: str = "") -> tuple[Any, dict]:
+def replay(module: torch.nn.Module, args: tuple, kwargs: dict, root_site: str = "", feeds=(),
+           fed: dict | None = None) -> tuple[Any, dict]:
     """``module(*args, **kwargs)`` in plain torch: its outputs and every op's results by key (the ops
-    of a leaf root module keyed at ``root_site``, the line that called it in the capture)."""
-    mode = _Replay(root_site)
+    of a leaf root module keyed at ``root_site``, the line that called it in the capture); the values
+    to feed into the random layers ``feeds`` go to ``fed``."""
+    mode = _Replay(root_site, feeds, fed)
 
     def post(m, a, out):
         h = lookup(type(m))
@@ -81,7 +92,7 @@ class SelfCheck:
 
 
 def self_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, feeder: Feeder, session: Any,
-               dims: DimRegistry, sizes: bool | dict, atol: float, rtol: float) -> list[SelfCheck]:
+               dims: DimRegistry, sizes: bool | dict, atol: float, rtol: float, feeds=()) -> list[SelfCheck]:
     """Run torch and the network at another length along every dynamic dim (the inputs cut to it), and on
     a padded batch with NaN in the padding (each sequence against torch run on it alone), comparing
     op by op; what a network fixed to the capture length gets wrong shows here."""
@@ -100,13 +111,18 @@ def self_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, feed
         if all(new[n] == base[n] for n in new):
             continue
         xs = _cut(inputs, args, positions, dims, new)
-        feed = feeder.feed([xs[i] for i in positions])
+        feed, fed = feeder.feed([xs[i] for i in positions]), {}
         try:
             _, values = replay(module, tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in xs), kwargs,
-                               inputs.call_site)
+                               inputs.call_site, feeds, fed)
         except Exception as e:  # torch itself refuses this length: try the next one
             out.append(SelfCheck(f"sizes {new}", None, detail=f"skipped: torch fails ({type(e).__name__}: {e})"))
             continue
+        if len(fed) < len(feeds):
+            out.append(SelfCheck(f"sizes {new}", None, detail=f"skipped: torch ran {len(fed)} of the {len(feeds)} "
+                                 "random ops of the capture here (their values cannot be fed)"))
+            break
+        feed.update((fetch.network.get_layer(name).output.placeholder, v) for name, v in fed.items())
         flipped = dims.guards.flipped(lambda lin, at=new: dims.size_at(lin, at))
         out.append(_compare_all(f"sizes {new}", records, values, fetch, session, feed, flipped, atol, rtol))
         break
@@ -193,7 +209,7 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
     """The network on a padded batch with NaN in the padding against torch on each sequence alone."""
     module, args, positions = inputs.call
     batch = PaddedBatch(inputs, dims, args, positions, padded=True, fill=float("nan"))
-    if not batch.lens or all(v == [max(v)] * len(v) for v in batch.lens.values()) or batch.n < 2:
+    if batch.n < 2 or not batch.lens or all(v == [max(v)] * len(v) for v in batch.lens.values()):
         return []
     what = f"padded batch {batch.lens}"
     axes = [_batch_axis_of(r) for r in outputs]

@@ -17,7 +17,7 @@ from .gradcheck import gradient_check
 from .inputs import Inputs
 from .parity import ParityReport, Recorder, check
 from .runtime import ConfigNetwork, Feeder, Fetcher
-from .selfcheck import padded_check, self_check
+from .selfcheck import SelfCheck, padded_check, self_check
 
 
 @dataclass
@@ -40,11 +40,13 @@ class Options:
 def parity_run(recorder: Recorder, session: Any, fetch: Fetcher, feeder: Feeder, inputs: Inputs, dims: DimRegistry,
                options: Options) -> ParityReport:
     """Run the network on the capture's inputs and compare every recorded op with torch's value
-    (only valid frames where lengths were given, of the full-length sequences where there are some)."""
+    (only valid frames where lengths were given, of the full-length sequences where there are some).
+    Layers of random values get torch's values fed, so the ops after them compare exactly."""
     atol, rtol = options.atol, options.rtol
-    report = ParityReport(records=recorder.records, atol=atol, rtol=rtol)
+    report = ParityReport(records=recorder.records, atol=atol, rtol=rtol, feeds=recorder.feeds)
     given = dims.given_lengths()
     feed = feeder.feed([inputs.values[k] for k in inputs.order], known_lengths=given)
+    feed.update(fetch.feed(f) for f in recorder.feeds)
     check(recorder.records, fetch, lambda fetches: session.run(fetches, feed_dict=feed),
           fetch.lengths if given else None, atol, rtol, dims.full_sequences())
     return report
@@ -53,18 +55,26 @@ def parity_run(recorder: Recorder, session: Any, fetch: Fetcher, feeder: Feeder,
 def more_checks(report: ParityReport, options: Options, inputs: Inputs, kwargs: dict, fetch: Fetcher, feeder: Feeder,
                 session: Any, dims: DimRegistry, config_code, save_checkpoint, param_map: dict, outputs: list) -> None:
     """The self-checks (another length; a padded batch with NaN padding) and gradient parity
-    (``options.check_grads``) into ``report``; ``outputs``: the Refs of the network's outputs."""
-    if options.self_check is not False and not options.train:
+    (``options.check_grads``) into ``report``; ``outputs``: the Refs of the network's outputs.
+    Captures in training mode skip the self-checks, captures with random ops the padded batch (torch's
+    samples on single sequences cannot be fed into one batch), saying why."""
+    if options.self_check is not False and options.train:
+        report.self_checks = [SelfCheck(w, None, detail="skipped: training-mode capture (train=True)")
+                              for w in ("other sizes", "padded batch")]
+    elif options.self_check is not False:
         report.self_checks = self_check(inputs, kwargs, report.records, fetch, feeder, session, dims,
-                                        options.self_check, options.atol, options.rtol)
-        if report.ok:
+                                        options.self_check, options.atol, options.rtol, report.feeds)
+        if report.ok and report.feeds and report.self_checks:  # (no dynamic dims: no self-checks at all)
+            report.self_checks.append(SelfCheck("padded batch", None, detail="skipped: random ops (torch samples each "
+                                                "sequence alone; its values cannot be fed into one padded batch)"))
+        elif report.ok:
             report.self_checks += padded_check(inputs, kwargs, report.records, fetch, feeder, session, dims, outputs,
                                                options.atol, options.rtol)
-    if options.check_grads and report.ok and not options.train:  # (training mode: dropout is random)
+    if options.check_grads and report.ok:
         with tempfile.TemporaryDirectory(prefix="tdr_grads_") as tmp:
-            fresh = ConfigNetwork(config_code(), save_checkpoint(os.path.join(tmp, "model")))
+            fresh = ConfigNetwork(config_code(), save_checkpoint(os.path.join(tmp, "model")), train=options.train)
             try:
                 report.grads = gradient_check(inputs, kwargs, fresh, param_map, dims, [r.dims for r in outputs],
-                                              options.atol, options.rtol)
+                                              options.atol, options.rtol, feeds=report.feeds)
             finally:
                 fresh.close()

@@ -18,14 +18,18 @@ from . import (  # noqa: F401
     mathfn,
     meta,
     norm,
+    order,
     pad,
     pool,
+    random,
     reduce,
     reshape,
     rnn,
     scatter,
     shape,
+    shape_extra,
     sorting,
+    special_poly,
     subscript,
 )
 from .registry import all_handlers, handles, lookup, register, unregister

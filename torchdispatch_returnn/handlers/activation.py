@@ -1,4 +1,4 @@
-"""Activations, softmax/log_softmax over any axis, GLU, dropout."""
+"""Activations, softmax/log_softmax over any axis, GLU (the dropout family is in ``random``)."""
 
 from __future__ import annotations
 
@@ -127,18 +127,6 @@ def softmax(ctx, x, dim=None, _stacklevel=3, dtype=None):
 def log_softmax(ctx, x, dim=None, _stacklevel=3, dtype=None):
     """Log-softmax over ``dim``."""
     return _softmax(ctx, x, dim, dtype, log=True)
-
-
-@handles(F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout, F.feature_alpha_dropout, torch.dropout)
-def dropout(ctx, x, p=0.5, training=True, inplace=False):
-    """Identity when not training; else a RETURNN dropout layer (elementwise mask)."""
-    r = ctx.ref(x)
-    if not training or p == 0:
-        return r
-    if not ctx.train:
-        raise NotImplementedError("dropout with training=True in a capture with train=False: call model.eval() "
-                                  "or capture with train=True")
-    return ctx.layer({"class": "dropout", "from": r, "dropout": p, "dropout_noise_shape": {"*": None}}, r.dims)
 
 
 @handles(F.prelu)

@@ -3,7 +3,8 @@ hyperbolic trigonometry, atan2, hypot, logaddexp(2), xlogy/xlog1py, copysign, fr
 nan_to_num, lerp, float_power, exp2, ldexp, fmax/fmin, heaviside, nextafter, the gamma family
 (lgamma, digamma, polygamma, mvlgamma, igamma/igammac, zeta), error functions (erfc, erfinv, erfcx,
 ndtr, ndtri, log_ndtr), Bessel functions, sinc, logit, entr; the in-place forms of the basic unary
-functions; and the activations softmin, selu, celu, threshold, soft/hard/tanh-shrink, rrelu (eval).
+functions; and the activations softmin, selu, celu, threshold, soft/hard/tanh-shrink
+(rrelu is in ``random``).
 
 All are elementwise (TF's own kernels, ``tf.math`` / ``tf.math.special``): padding frames stay
 padding frames, except softmin, which masks the padding of a dynamic axis as softmax does.
@@ -32,6 +33,10 @@ LOG_NDTR = ("(lambda x: tf.where(x < 0.0, tf.math.log(%s(-tf.minimum(x, 0.0) * %
             % (ERFCX, 1 / math.sqrt(2.0), 1 / math.sqrt(2.0)))
 #: x == 0 replaced by 1 (for where-guarded divisions whose gradient must stay finite)
 _NZ = "tf.where(tf.equal({0}, 0), tf.ones_like({0}), {0})"
+# Bessel functions defined for x > 0: NaN for x < 0 and +-inf at 0, as torch (TF gives +-inf or NaN there)
+_DOMAIN_POS = ("(lambda x: tf.where(x < 0, tf.fill(tf.shape(x), tf.constant(float('nan'), x.dtype)), tf.where("
+               "tf.equal(x, 0), tf.fill(tf.shape(x), tf.constant(float('%s'), x.dtype)), "
+               "tf.math.special.%s(tf.where(x > 0, x, tf.ones_like(x))))))({0})")
 #: sin(pi x) / (pi x), 1 at 0; the gradient in torch's own form (which cancels otherwise near 0)
 SINC = ("(lambda x, s: tf.stop_gradient(tf.where(tf.equal(x, 0), tf.ones_like(x), tf.sin(s) / s)) + "
         "(x - tf.stop_gradient(x)) * tf.stop_gradient(tf.where(tf.equal(x, 0), tf.zeros_like(x), "
@@ -77,14 +82,14 @@ _UNARY = {
     "tf.math.special.bessel_i0e({0})": [S.i0e],
     "tf.math.special.bessel_i1({0})": [S.i1, S.modified_bessel_i1],
     "tf.math.special.bessel_i1e({0})": [S.i1e],
-    "tf.math.special.bessel_k0({0})": [S.modified_bessel_k0],
-    "tf.math.special.bessel_k1({0})": [S.modified_bessel_k1],
-    "tf.math.special.bessel_k0e({0})": [S.scaled_modified_bessel_k0],
-    "tf.math.special.bessel_k1e({0})": [S.scaled_modified_bessel_k1],
+    _DOMAIN_POS % ("inf", "bessel_k0"): [S.modified_bessel_k0],
+    _DOMAIN_POS % ("inf", "bessel_k1"): [S.modified_bessel_k1],
+    _DOMAIN_POS % ("inf", "bessel_k0e"): [S.scaled_modified_bessel_k0],
+    _DOMAIN_POS % ("inf", "bessel_k1e"): [S.scaled_modified_bessel_k1],
     "tf.math.special.bessel_j0({0})": [S.bessel_j0],
     "tf.math.special.bessel_j1({0})": [S.bessel_j1],
-    "tf.math.special.bessel_y0({0})": [S.bessel_y0],
-    "tf.math.special.bessel_y1({0})": [S.bessel_y1],
+    _DOMAIN_POS % ("-inf", "bessel_y0"): [S.bessel_y0],
+    _DOMAIN_POS % ("-inf", "bessel_y1"): [S.bessel_y1],
     SINC: [torch.sinc, T.sinc, torch.sinc_, T.sinc_, S.sinc],
     "(lambda x, s: tf.where(tf.equal(x, 0), tf.ones_like(x), tf.sin(s) / s))({0}, %s)" % _NZ:
         [S.spherical_bessel_j0],
@@ -310,12 +315,3 @@ def softshrink(ctx, x, lambd=0.5):
 def hardshrink(ctx, x, lambd=0.5):
     """x where |x| > lambd, else 0."""
     return apply(ctx, f"tf.where(tf.abs({{0}}) > {lit(lambd)}, {{0}}, tf.zeros_like({{0}}))", x)
-
-
-@handles(*dict.fromkeys([F.rrelu, F.rrelu_, torch.rrelu, torch.rrelu_]))
-def rrelu(ctx, x, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False, generator=None):
-    """Randomized leaky ReLU; in eval mode a leaky ReLU with slope (lower + upper) / 2."""
-    if training:
-        raise NotImplementedError("rrelu with training=True draws a random slope per element")
-    slope = lit((lower + upper) / 2)
-    return apply(ctx, f"tf.where({{0}} >= 0, {{0}}, {{0}} * {slope})", x)
