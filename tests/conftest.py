@@ -12,6 +12,9 @@ import tempfile
 
 import pytest
 
+#: the public returnn_parity fixture (the project's tests use what users use) and pytest's pytester
+pytest_plugins = ["torchdispatch_returnn.pytest_plugin", "pytester"]
+
 
 @pytest.fixture(autouse=True)
 def _temp_in_tmp_path(tmp_path, monkeypatch):

@@ -1,23 +1,20 @@
-"""``assert_parity``: the one checker behind every handler's case table.
+"""``assert_parity``/``assert_padded``: every handler's case table, checked with the public
+``torchdispatch_returnn.testing.assert_converts`` (users test their models exactly as we test ours).
 
-A case is captured through the public API (``returnn_capture``, parity check on), then the
-written config and checkpoint are built into a fresh TFNetwork and compared with torch at the
-captured size and at other sizes along the dynamic axes (``net.run`` too).
+A case is a module factory and input shapes; ``assert_converts`` captures it (per-op parity, the
+self-checks, gradient parity), rebuilds the written config + checkpoint, and compares both networks
+with torch at other sizes along the dynamic axes (and on a padded batch with NaN in the padding).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
-from torchdispatch_returnn import returnn_capture
-from torchdispatch_returnn.export import ConfigNetwork
+from torchdispatch_returnn.testing import assert_converts
 
 
 @dataclasses.dataclass
@@ -61,64 +58,23 @@ def make_inputs(case: Case, sizes: dict | None = None, seed: int = 0) -> list[to
     return out
 
 
-def _close(got, expected, atol, what):
-    got = np.asarray(got)
-    expected = expected.detach().numpy()
-    assert got.shape == expected.shape, f"{what}: shape {got.shape} != torch {expected.shape}"
-    if expected.dtype == np.bool_ or np.issubdtype(expected.dtype, np.integer):
-        np.testing.assert_array_equal(got, expected, err_msg=what)
-    else:
-        scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=atol * scale, err_msg=what)
-
-
-def _outputs(y) -> list[torch.Tensor]:
-    if isinstance(y, torch.Tensor):
-        return [y]
-    if isinstance(y, dict):
-        return [v for v in y.values() if isinstance(v, torch.Tensor)]
-    return [v for v in y if isinstance(v, torch.Tensor)]
-
-
-def assert_parity(case: Case) -> Any:
-    """Capture ``case`` (per-op parity, self-check, gradient parity), export, rebuild fresh, compare
-    at other lengths."""
+def _convert(case: Case, padded: bool, lens=None) -> Any:
     torch.manual_seed(0)
     model = case.module()
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    xs = make_inputs(case)
-    with torch.no_grad():
-        expected = _outputs(model(*[x.clone() for x in xs]))
-        with returnn_capture(dynamic_shapes=case.dyn, atol=case.atol, check_grads=case.grads) as net:
-            y = model(*[x.clone() for x in xs])
-    assert net.parity.ok, str(net.parity)
+    dyn_names = {n for spec in (case.dyn or ()) if spec for n in spec.values() if n != "batch"}
+    net = assert_converts(model, *make_inputs(case), dynamic_shapes=case.dyn,
+                          other_lengths=list(case.other_sizes) if dyn_names else None, padded=padded,
+                          seq_lens=list(lens or case.seq_lens), grads=case.grads, atol=case.atol)
     assert len(net.parity) > 0
     COVERED.update(net.ops_seen)
     if any(g.ok for g in net.parity.grads):
         GRAD_COVERED.update(net.ops_seen)
-    for got, exp in zip(_outputs(y), expected):
-        torch.testing.assert_close(got.as_subclass(torch.Tensor), exp)  # the user gets torch's own values
-    with tempfile.TemporaryDirectory(prefix="tdr_") as tmp:
-        fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "net.config")),
-                              net.save_checkpoint(os.path.join(tmp, "model")))
-    try:
-        dyn_names = sorted({n for spec in (case.dyn or ()) if spec for n in spec.values() if n != "batch"})
-        size_sets = [None] + ([dict.fromkeys(dyn_names, s) for s in case.other_sizes] if dyn_names else [])
-        for k, sizes in enumerate(size_sets):
-            xs_k = xs if sizes is None else make_inputs(case, sizes, seed=k + 1)
-            with torch.no_grad():
-                exp_k = _outputs(model(*[x.clone() for x in xs_k]))
-            got_fresh = fresh.run(*xs_k)
-            got_live = net.run(*xs_k)
-            got_fresh = [got_fresh] if len(exp_k) == 1 else list(got_fresh)
-            got_live = [got_live] if len(exp_k) == 1 else list(got_live)
-            for j, e in enumerate(exp_k):
-                _close(got_fresh[j], e, case.atol, f"{case.name}: fresh config+checkpoint, sizes {sizes}, output {j}")
-                _close(got_live[j], e, case.atol, f"{case.name}: net.run, sizes {sizes}, output {j}")
-    finally:
-        fresh.close()
     return net
+
+
+def assert_parity(case: Case) -> Any:
+    """``case`` through ``assert_converts`` (without the padded batch)."""
+    return _convert(case, padded=False)
 
 
 class Fn(torch.nn.Module):
@@ -172,47 +128,8 @@ def garbage_batch(case: Case, lens: list[int], seed: int = 0) -> list[torch.Tens
     return xs
 
 
-def _single(case: Case, xs, b: int, n: int) -> list[torch.Tensor]:
-    out = []
-    for i, x in enumerate(xs):
-        spec = (case.dyn or ())[i] if case.dyn and i < len(case.dyn) else None
-        idx = [slice(None)] * x.dim()
-        idx[_batch_axis(spec)] = slice(b, b + 1)
-        for ax, name in (spec or {}).items():
-            if name == "time":
-                idx[ax] = slice(0, n)
-        out.append(x[tuple(idx)].clone())
-    return out
-
-
 def assert_padded(case: Case, lens=None) -> Any:
-    """Capture ``case``, then feed a padded batch (garbage in the padding) with sequence lengths to
-    the live and the rebuilt network: every sequence's valid output frames must equal torch run on
-    that sequence alone."""
-    lens = list(lens or case.seq_lens)
-    net = assert_parity(case)
-    model = case.module()
-    torch.manual_seed(0)
-    model = case.module()
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    with tempfile.TemporaryDirectory(prefix="tdr_pad_") as tmp:
-        fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "net.config")),
-                              net.save_checkpoint(os.path.join(tmp, "m")))
-    try:
-        xs = garbage_batch(case, lens)
-        got_live = net.run(*xs, seq_lens={"time": lens})
-        got_fresh = fresh.run(*xs, seq_lens={"time": lens})
-        for b, n in enumerate(lens):
-            with torch.no_grad():
-                want = _outputs(model(*_single(case, xs, b, n)))
-            lives = [got_live] if len(want) == 1 else list(got_live)
-            freshs = [got_fresh] if len(want) == 1 else list(got_fresh)
-            for j, w in enumerate(want):
-                for what, got in (("net.run", lives[j]), ("fresh config", freshs[j])):
-                    sl = (slice(b, b + 1),) + tuple(slice(0, s) for s in w.shape[1:])
-                    _close(np.asarray(got)[sl], w, case.atol, f"{case.name}: {what}, sequence {b} (length {n}), "
-                                                             f"output {j}")
-    finally:
-        fresh.close()
-    return net
+    """``case`` through ``assert_converts`` with the padded batch: sequences of ``lens`` (default
+    ``case.seq_lens``, cut to the example size), NaN or the largest id in the padding; every
+    sequence's valid output frames must equal torch run on that sequence alone."""
+    return _convert(case, padded=True, lens=lens)

@@ -55,5 +55,5 @@ def test_sort_topk_scatter():
             a = torch.zeros(x.shape[0], 3).scatter_add(1, x.argmax(-1)[:, :3] % 3, x[:, :3, 0])
             return v + s, i, t.sum(1), ti, torch.argsort(x, dim=1), a, torch.msort(x.transpose(0, 2))
 
-    net = assert_converts(M(), torch.randn(3, 7, 5), dynamic_shapes=({1: "time"},))
+    net = assert_converts(M(), torch.randn(3, 7, 5), dynamic_shapes=({1: "time"},), grads=True)
     COVERED.update(net.ops_seen)

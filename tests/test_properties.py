@@ -124,7 +124,7 @@ def chains(draw) -> Chain:
 def _check(chain: Chain) -> None:
     torch.manual_seed(0)
     x = torch.randn(3, T0, 4)
-    net = assert_converts(chain, x, dynamic_shapes=({1: "time"},), other_lengths=[11, 23])
+    net = assert_converts(chain, x, dynamic_shapes=({1: "time"},), other_lengths=[11, 23], grads=True)
     COVERED.update(net.ops_seen)
 
 

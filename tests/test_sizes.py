@@ -20,7 +20,7 @@ def check(fn, *inputs, dyn=DYN, lengths=None, **kw):
         def forward(self, *xs):
             return fn(*xs)
 
-    net = assert_converts(M(), *inputs, dynamic_shapes=dyn, lengths=lengths, **kw)
+    net = assert_converts(M(), *inputs, dynamic_shapes=dyn, lengths=lengths, **{"grads": True, **kw})
     COVERED.update(net.ops_seen)
     return net
 
@@ -101,7 +101,7 @@ def test_plain_tensor_attribute_sliced_by_sizes():
             pos = self.pe[:, c - t + 1:c + t]  # 2T - 1 relative positions around the centre
             return pos.sum(1, keepdim=True) + x
 
-    net = assert_converts(RelPE(), X, dynamic_shapes=DYN, padded=False)
+    net = assert_converts(RelPE(), X, dynamic_shapes=DYN, padded=False, grads=True)
     COVERED.update(net.ops_seen)
 
 

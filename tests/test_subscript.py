@@ -17,7 +17,7 @@ def check(fn, *inputs, dyn=({1: "time"},), lengths=None, **kw):
         def forward(self, *xs):
             return fn(*xs)
 
-    net = assert_converts(M(), *inputs, dynamic_shapes=dyn, lengths=lengths, **kw)
+    net = assert_converts(M(), *inputs, dynamic_shapes=dyn, lengths=lengths, **{"grads": True, **kw})
     COVERED.update(net.ops_seen)
     return net
 

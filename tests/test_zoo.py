@@ -50,7 +50,7 @@ def test_zoo_model_converts(z):
     dyn = None if z.fixed_len else z.dynamic_shapes
     if z.name in LIMITS:
         with pytest.raises(CaptureError, match=LIMITS[z.name]) as ei:
-            assert_converts(model, *xs, dynamic_shapes=dyn, lengths=z.lengths or None)
+            assert_converts(model, *xs, dynamic_shapes=dyn, lengths=z.lengths or None, grads=True)
         assert ei.value.op and ei.value.location  # names the torch callable and the line
         return
     other = OTHER.get(z.name)
@@ -58,6 +58,6 @@ def test_zoo_model_converts(z):
         t = z.default_len
         other = [max(z.min_len, (2 * t) // 3), min(z.max_len or 10 ** 9, (3 * t) // 2)]
     net = assert_converts(model, *xs, dynamic_shapes=dyn, lengths=z.lengths or None, other_lengths=other,
-                          padded=z.padded, atol=ATOL.get(z.name, 1e-5))
+                          padded=z.padded, atol=ATOL.get(z.name, 1e-5), grads=True)
     COVERED.update(net.ops_seen)
     assert net.parity.ok and len(net.parity) > 5

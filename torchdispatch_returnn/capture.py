@@ -188,7 +188,7 @@ class Capture(NotebookView):
                                self.session, self.dims, self.config_code, self.save_checkpoint, self.param_map,
                                [ref for _, ref in self._outputs])
         if self.options.check and not self.parity.ok:
-            raise ParityError(self.parity.failure_message())
+            raise ParityError(self.parity.failure_message(), report=self.parity)
 
     def _require_finished(self, what: str) -> None:
         if self.parity is None:

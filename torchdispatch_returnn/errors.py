@@ -11,6 +11,7 @@ import inspect
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -95,7 +96,22 @@ class UnsupportedOpError(CaptureError, NotImplementedError):
 
 
 class ParityError(CaptureError, AssertionError):
-    """RETURNN and PyTorch disagree beyond tolerance."""
+    """RETURNN and PyTorch disagree beyond tolerance; ``report``: the capture's ``ParityReport``."""
+
+    def __init__(self, reason: str, *, report: Any = None, **kw: Any):
+        first = _first_bad(report) if report is not None else None
+        if first is not None:  # the first op that differs names the error
+            kw = {"op": first.torch_op, "module_path": first.module_path, "location": first.location, **kw}
+        super().__init__(reason, **kw)
+        self.report = report
+
+
+def _first_bad(report: Any) -> Any:
+    """The first record that differs: at the capture inputs, else in a self-check."""
+    fails = report.failures
+    if fails:
+        return fails[0]
+    return next((c.first for c in report.self_checks if c.ok is False and c.first is not None), None)
 
 
 class InputSpecError(CaptureError, ValueError):

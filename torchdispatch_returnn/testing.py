@@ -6,7 +6,7 @@ conversion in one call.
    the example inputs and at other lengths along every dynamic axis;
 3. a padded batch with NaN (or the largest id) in the padding, run through both networks with
    the sequence lengths, against torch on each sequence alone;
-4. gradient parity (``check_grads``): the gradients of the network built from the written config
+4. gradient parity (``grads=True``): the gradients of the network built from the written config
    w.r.t. every parameter and float input, against torch autograd.
 
 Failures raise ``AssertionError`` naming what differs (a ``ParityError`` with the op table from
@@ -32,48 +32,62 @@ __all__ = ["assert_converts"]
 
 
 def assert_converts(model: torch.nn.Module, *inputs: torch.Tensor, dynamic_shapes: Any = None,
-                    lengths: dict | None = None, other_lengths: Any = None, padded: bool = True,
-                    seq_lens: Sequence[int] | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                    train: bool = False, check_grads: bool = True, seed: int = 0) -> Capture:
+                    lengths: dict | None = None, other_lengths: Any = None, padded: bool = True, grads: bool = False,
+                    rtol: float = 1e-5, atol: float = 1e-5, seq_lens: Sequence[int] | None = None, train: bool = False,
+                    seed: int = 0) -> Capture:
     """Capture ``model(*inputs)`` and check the conversion at other lengths and on a padded batch.
 
     ``dynamic_shapes`` and ``lengths`` are those of :func:`returnn_capture`. ``other_lengths``:
     sizes to try along the dynamic axes (a list applied to every dynamic dim, or {dim name: list});
-    default: about 2/3 and 3/2 of the example length. ``padded``: also check a padded batch (for
-    models whose valid outputs do not depend on the padding); ``seq_lens``: its lengths as fractions
-    are taken from the example size (default: full, 3/4, 1/2, ...). ``check_grads``: gradient parity
-    (see :func:`returnn_capture`). Files are written to a temporary directory that is removed.
-    Returns the capture."""
+    default: about 2/3 and 3/2 of the example length. ``padded``: also check a padded batch with NaN
+    in the padding (for models whose valid outputs do not depend on the padding); ``seq_lens``: its
+    lengths, as fractions of the example size (floats) or as sizes (ints); default: full, 3/4, 1/2, ...
+    ``grads``: gradient parity of the network built from the written config against torch autograd.
+    ``rtol``/``atol``: per element, ``|got - torch| <= atol * max(1, max|torch|) + rtol * |torch|``.
+    Files are written to a temporary directory that is removed. Returns the capture.
+
+    Raises ``AssertionError``: a :class:`ParityError` from the capture (the op table, the first bad
+    op named), or a message saying which run differs, followed by the capture's op table."""
     if isinstance(model, torch.nn.Module):
         model.eval()
     spec = _Spec(model, inputs, dynamic_shapes, lengths)
     with torch.no_grad():
         expected = _outputs(model(*_clone(inputs)))
         with returnn_capture(dynamic_shapes=dynamic_shapes, lengths=lengths, atol=atol, rtol=rtol, train=train,
-                             check_grads=check_grads and not train, self_check=spec.self_check(other_lengths)) as net:
+                             check_grads=grads and not train, self_check=spec.self_check(other_lengths)) as net:
             got = model(*_clone(inputs))
     for g, e in zip(_outputs(got), expected):
         # the user gets torch's values (float rounding aside: on captured tensors torch skips fused fast
         # paths such as nn.MultiheadAttention's native kernel in eval mode)
-        torch.testing.assert_close(g.as_subclass(torch.Tensor), e)
+        torch.testing.assert_close(g.as_subclass(torch.Tensor), e, equal_nan=True)
     with tempfile.TemporaryDirectory(prefix="tdr_test_") as tmp:
         fresh = ConfigNetwork(net.save_config(os.path.join(tmp, "returnn.config")),
                               net.save_checkpoint(os.path.join(tmp, "model")))
     try:
-        batch_axes = [_batch_axis(ref) for _, ref in net._outputs]
-        for sizes in [None] + spec.other_sizes(other_lengths):
-            # (lengths arguments: full lengths here; shorter sequences are the padded check's)
-            xs = (spec.resized(spec.sizes, seed) if spec.lengths else inputs) if sizes is None else \
-                spec.resized(sizes, seed)
-            with torch.no_grad():
-                want = _outputs(model(*_clone(xs)))
-            for what, got in (("net.run", net.run(*xs)), ("fresh network from the written config", fresh.run(*xs))):
-                _compare(_as_list(got), want, rtol, atol, f"{what} at sizes {sizes or spec.sizes}")
-        if padded and spec.dyn_names:
-            _check_padded(model, net, fresh, spec, seq_lens, batch_axes, rtol, atol, seed)
+        _later_checks(model, inputs, net, fresh, spec, other_lengths, padded, seq_lens, rtol, atol, seed)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n\nThe per-op parity check at capture passed (checked ops: {len(net.parity)}); "
+                             f"ops by module path and the RETURNN layer each became:\n{net.parity.format(full=True)}"
+                             ) from None
     finally:
         fresh.close()
     return net
+
+
+def _later_checks(model, inputs, net: Capture, fresh: ConfigNetwork, spec: _Spec, other_lengths, padded: bool,
+                  seq_lens, rtol: float, atol: float, seed: int) -> None:
+    """The live and the rebuilt network at the example and other sizes, then on a padded batch."""
+    batch_axes = [_batch_axis(ref) for _, ref in net._outputs]
+    for sizes in [None] + spec.other_sizes(other_lengths):
+        # (lengths arguments: full lengths here; shorter sequences are the padded check's)
+        xs = (spec.resized(spec.sizes, seed) if spec.lengths else inputs) if sizes is None else \
+            spec.resized(sizes, seed)
+        with torch.no_grad():
+            want = _outputs(model(*_clone(xs)))
+        for what, got in (("net.run", net.run(*xs)), ("fresh network from the written config", fresh.run(*xs))):
+            _compare(_as_list(got), want, rtol, atol, f"{what} at sizes {sizes or spec.sizes}")
+    if padded and spec.dyn_names:
+        _check_padded(model, net, fresh, spec, seq_lens, batch_axes, rtol, atol, seed)
 
 
 class _Spec:
@@ -151,18 +165,22 @@ class _Spec:
 
 
 def _resize(t: torch.Tensor, axis: int, n: int, g: torch.Generator) -> torch.Tensor:
-    """``t`` cut or extended to ``n`` along ``axis``; new entries are random, like the example's."""
+    """``t`` cut or extended to ``n`` along ``axis``. New entries stay in the example's range (so a
+    domain such as x > 0 or |x| < 1 holds): floats are random mixes of two example values, other
+    dtypes example values."""
     if n <= t.shape[axis]:
         return t.narrow(axis, 0, n).clone()
     shape = list(t.shape)
     shape[axis] = n - t.shape[axis]
+    flat = t.detach().reshape(-1)
+    if flat.numel() == 0:
+        return torch.cat([t, torch.zeros(shape, dtype=t.dtype)], axis)
+    pick = lambda: flat[torch.randint(0, flat.numel(), shape, generator=g)]
     if t.dtype.is_floating_point:
-        extra = torch.randn(shape, generator=g, dtype=t.dtype) * (t.std() if t.numel() > 1 else 1.0)
-    elif t.dtype == torch.bool:
-        extra = torch.rand(shape, generator=g) > 0.5
+        a = torch.rand(shape, generator=g, dtype=t.dtype)
+        extra = a * pick() + (1 - a) * pick()
     else:
-        lo, hi = int(t.min()), int(t.max())
-        extra = torch.randint(lo, hi + 1, shape, generator=g, dtype=t.dtype)
+        extra = pick()
     return torch.cat([t, extra], axis)
 
 
