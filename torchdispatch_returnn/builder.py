@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._backend import Config, Dim, Tensor, TFNetwork, quiet, tf_dtype
+from ._backend import Config, Dim, Tensor, TFNetwork, batch_dim, quiet, tf_dtype
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
 from .naming import Namer, role_of
@@ -252,10 +252,17 @@ class Builder:
         self.dims.mark_plain(*dims)
         return ref
 
-    def constant(self, value: torch.Tensor, dims=None, scope: str = "") -> Ref:
-        """A plain tensor as a ``constant`` layer (small) or non-trainable ``variable`` (large)."""
+    def constant(self, value: torch.Tensor, dims=None, scope: str = "", site: OpSite | None = None) -> Ref:
+        """A plain tensor as a ``constant`` layer (small) or non-trainable ``variable`` (large); an axis
+        at the batch dim fixes the network to the capture's batch size (see :meth:`on_batch`)."""
         if dims is None:
             dims = tuple(self.dims.static(s, f"const{i}") for i, s in enumerate(value.shape))
+        ax = next((i for i, d in enumerate(dims) if d.is_batch_dim()), None)
+        if ax is not None and value.shape[ax] == self.dims.size(dims[ax]) and \
+                not any(d.is_dynamic() and not d.is_batch_dim() for d in dims):
+            static = self.dims.static(value.shape[ax], "const_batch")
+            r = self.constant(value, tuple(static if i == ax else d for i, d in enumerate(dims)), scope)
+            return self.on_batch(r, static, scope, site)
         name = Namer.join(scope, "const")
         if value.numel() <= CONST_MAX_NUMEL and all(not x.is_dynamic() for x in dims):
             arr = value.cpu().numpy()
@@ -272,6 +279,23 @@ class Builder:
         self.var_values.append((ref.layer, value.cpu().numpy()))
         return ref
 
+    def on_batch(self, r: Ref, static: Dim, scope: str, site: OpSite | None, to: Dim = batch_dim) -> Ref:
+        """``r`` with its static axis ``static`` as the batch axis (or, ``static`` being the batch dim,
+        with its batch axis as the static dim ``to``): a plain tensor lined up with the batch axis, as
+        torch broadcasts it at the capture's batch size. The network is then fixed to that batch size:
+        a run with another one stops with a message naming the user's line."""
+        ax = next(i for i, d in enumerate(r.dims) if d is static)
+        where = f"{site.location} ({site.op})" if site is not None else "?"
+        self.dims.batch_fixed.append(f"{where}: batch size {r.shape[ax]}")
+        msg = (f"this network is fixed to batch size {r.shape[ax]}: a plain tensor at {where} lines up with the "
+               "batch axis (torch broadcast it at the capture's batch size)")
+        expr = (f"tf.tuple([x0], control_inputs=[tf.debugging.assert_equal(tf.shape(x0)[{ax}], "
+                f"tf.cast(self.network.get_data_batch_dim(), tf.int32), message={msg!r})])[0]")
+        dims = [to if d is static else d for d in r.dims]
+        if not to.is_batch_dim():  # the static size for RETURNN
+            expr = f"tf.ensure_shape({expr}, {[None if d.is_dynamic() else s for d, s in zip(dims, r.shape)]})"
+        return self.add(tf_op_desc(expr, [r], dims, r.dtype), dims, r.dtype, site=site, scope=scope, role="on_batch")
+
     def load_weights(self, session: Any) -> None:
         """Initialise the network's parameters and load the torch values into the variables."""
         with self.graph.as_default():
@@ -283,6 +307,17 @@ class Builder:
                     feed[var.initializer.inputs[1]] = value
             if ops:
                 session.run(ops, feed_dict=feed)
+
+
+def tf_op_desc(expr: str, inputs: list, dims, dtype: torch.dtype) -> dict:
+    """An ``eval`` layer running TF code in torch's axis order: ``x0``, ``x1``, ... are the inputs'
+    values with axes in each Ref's torch order; the result has ``dims`` in torch order."""
+    args = [f"(lambda d: d.copy_transpose([d.get_axis_from_description(a) for a in o{i}]).placeholder)"
+            f"(source({i}, as_data=True, auto_convert=False))" for i in range(len(inputs))]
+    names = ", ".join(f"x{i}" for i in range(len(inputs)))
+    return {"class": "eval", "from": list(inputs), "eval": f"(lambda {names}: {expr})({', '.join(args)})",
+            "eval_locals": {f"o{i}": list(r.dims) for i, r in enumerate(inputs)},
+            "out_type": {"dim_tags": list(dims), "dtype": tf_dtype(dtype)}}
 
 
 def to_names(obj: Any) -> Any:

@@ -17,7 +17,7 @@ from .gradcheck import gradient_check
 from .inputs import Inputs
 from .parity import ParityReport, Recorder, check
 from .runtime import ConfigNetwork, Feeder, Fetcher
-from .selfcheck import padded_check, self_check
+from .selfcheck import SelfCheck, padded_check, self_check
 
 
 @dataclass
@@ -57,7 +57,11 @@ def more_checks(report: ParityReport, options: Options, inputs: Inputs, kwargs: 
     if options.self_check is not False and not options.train:
         report.self_checks = self_check(inputs, kwargs, report.records, fetch, feeder, session, dims,
                                         options.self_check, options.atol, options.rtol)
-        if report.ok:
+        if report.ok and dims.batch_fixed:
+            report.self_checks.append(SelfCheck("padded batch", None, detail="skipped: the network is fixed to the "
+                                                "capture's batch size by plain tensors along the batch axis at "
+                                                + "; ".join(dims.batch_fixed)))
+        elif report.ok:
             report.self_checks += padded_check(inputs, kwargs, report.records, fetch, feeder, session, dims, outputs,
                                                options.atol, options.rtol)
     if options.check_grads and report.ok and not options.train:  # (training mode: dropout is random)

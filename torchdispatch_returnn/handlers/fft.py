@@ -234,10 +234,18 @@ def view_as_complex(ctx, x):
     return complex_result(ctx, r)
 
 
+def _expanded(ctx, r, dims):
+    """A broadcast-aligned ``r`` (its dims among ``dims``) with every axis of ``dims``."""
+    missing = [d for d in dims if not any(d is e for e in r.dims)]
+    if missing:
+        r = ctx.eval("tf.add(source(0), source(1))", [r, ctx.fill(missing, 0, r.dtype)], dims, dtype=r.dtype)
+    return ctx.transpose_to(r, list(dims))
+
+
 def _from_parts(expr: str):
     def h(ctx, a, b, *, out=None):
         items, dims = ctx.broadcast(a, b, dtype=ctx.out.real.dtype)
-        items = [ctx.align(i, dims, expand=True) for i in items]
+        items = [_expanded(ctx, i, dims) for i in items]
         return complex_result(ctx, ctx.tf_op(expr, items, list(dims) + [_two(ctx)], dtype=ctx.out.real.dtype))
     return h
 
