@@ -22,7 +22,8 @@ import torch
 from ._backend import Config, Dim, Tensor, TFNetwork, batch_dim, quiet, tf_dtype
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
-from .naming import Namer, role_of
+from .inits import torch_init
+from .naming import ModuleScopes, Namer, role_of
 from .progress import Progress
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
 
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: numel up to which a plain tensor becomes a ``constant`` layer; larger ones are variables
 CONST_MAX_NUMEL = 64
+#: numel up to which a buffer of no known module is written with its value as ``init``
+BUFFER_INIT_MAX_NUMEL = 65536
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,14 @@ class Base:
 class Builder:
     """Layers, parameters and constants of one capture's ``TFNetwork``."""
 
-    def __init__(self, graph: Any, dims: DimRegistry, param_names: dict[int, str], train: bool,
+    def __init__(self, graph: Any, dims: DimRegistry, scopes: ModuleScopes, train: bool,
                  progress: Progress | None = None):
         self.graph = graph
         self.progress = progress or Progress(False)  # counts the layers built, keeps their construction time
         self.dims = dims
         self.namer = Namer()
-        self.param_names = param_names  # id(parameter/buffer) -> state_dict key (shared with the scopes)
+        self.param_names = scopes.param_names  # id(parameter/buffer) -> state_dict key
+        self.param_owners = scopes.param_owners  # id(parameter/buffer) -> the module holding it
         self.train = train
         self.network: TFNetwork | None = None
         self.param_map: dict[str, dict] = {}
@@ -232,21 +236,30 @@ class Builder:
         if key is None:
             ref = self.constant(plain(t).detach().clone(), tuple(dims) if dims is not None else None, scope)
         else:
-            ref = self._variable(key, plain(t).detach().clone(), isinstance(t, torch.nn.Parameter), prefer)
+            init = torch_init(self.param_owners.get(id(t)), key.rsplit(".", 1)[-1], tuple(t.shape))
+            if init is None and not isinstance(t, torch.nn.Parameter) and t.numel() <= BUFFER_INIT_MAX_NUMEL:
+                init = plain(t).detach().cpu().numpy()  # a buffer (e.g. a sinusoid table): its value
+            elif init is None and t.dim() >= 2:
+                init = "glorot_uniform"  # RETURNN's default for weights
+            ref = self._variable(key, plain(t).detach().clone(), isinstance(t, torch.nn.Parameter), prefer, init)
             self.param_map[key] = {"tf_vars": [f"{_scope_of(key)}/{key.rsplit('.', 1)[-1]}"], "layer": ref.name,
                                    "transform": "none (same layout as torch)"}
         self._tensor_refs[id(t)] = (t, ref)
         return ref
 
-    def _variable(self, key: str, value: torch.Tensor, trainable: bool, prefer=None) -> Ref:
+    def _variable(self, key: str, value: torch.Tensor, trainable: bool, prefer=None, init=None) -> Ref:
         dims = []
         for i, s in enumerate(value.shape):
             p = prefer[i] if prefer is not None and i < len(prefer) else None
             ok = p is not None and p.is_static() and p.dimension == s and not any(p is d for d in dims) \
                 and self.dims.is_plain(p)  # RETURNN takes no derived dim as a parameter shape
             dims.append(p if ok else self.dims.static(s, f"{key}:{i}"))
-        d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": trainable,
-             "name_scope": _scope_of(key), "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
+        d = {"class": "variable", "shape": list(dims), "trainable": trainable, "name_scope": _scope_of(key),
+             "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
+        if isinstance(init, np.ndarray) or not value.dtype.is_floating_point:
+            d["init"] = init if isinstance(init, np.ndarray) else 0
+        elif init is not None:
+            d["init"] = init
         ref = self.add(d, dims, value.dtype, site=None, scope="", name=key)
         self.var_values.append((ref.layer, value.cpu().numpy()))
         self.dims.mark_plain(*dims)

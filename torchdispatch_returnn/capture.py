@@ -65,7 +65,7 @@ class Capture(NotebookView):
         self.dims = DimRegistry(self.graph)
         self.scopes = ModuleScopes()
         self.recorder = Recorder(self.train, self._progress)
-        self.builder = Builder(self.graph, self.dims, self.scopes.param_names, self.train, self.recorder.progress)
+        self.builder = Builder(self.graph, self.dims, self.scopes, self.train, self.recorder.progress)
         self.dispatcher = Dispatcher(self.builder, self.recorder, self.scopes, strict=self.options.strict)
         self.inputs = Inputs(self.builder, self.dispatcher, *self._spec)
         mm = torch.nn.modules.module
