@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._backend import Config, Dim, Tensor, TFNetwork, quiet, tf_dtype
+from ._backend import Config, Dim, Tensor, TFNetwork, batch_dim, quiet, tf_dtype
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
-from .naming import Namer, role_of
+from .inits import torch_init
+from .naming import ModuleScopes, Namer, role_of
 from .progress import Progress
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
 
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: numel up to which a plain tensor becomes a ``constant`` layer; larger ones are variables
 CONST_MAX_NUMEL = 64
+#: numel up to which a buffer of no known module is written with its value as ``init``
+BUFFER_INIT_MAX_NUMEL = 65536
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,14 @@ class Base:
 class Builder:
     """Layers, parameters and constants of one capture's ``TFNetwork``."""
 
-    def __init__(self, graph: Any, dims: DimRegistry, param_names: dict[int, str], train: bool,
+    def __init__(self, graph: Any, dims: DimRegistry, scopes: ModuleScopes, train: bool,
                  progress: Progress | None = None):
         self.graph = graph
         self.progress = progress or Progress(False)  # counts the layers built, keeps their construction time
         self.dims = dims
         self.namer = Namer()
-        self.param_names = param_names  # id(parameter/buffer) -> state_dict key (shared with the scopes)
+        self.param_names = scopes.param_names  # id(parameter/buffer) -> state_dict key
+        self.param_owners = scopes.param_owners  # id(parameter/buffer) -> the module holding it
         self.train = train
         self.network: TFNetwork | None = None
         self.param_map: dict[str, dict] = {}
@@ -232,30 +236,46 @@ class Builder:
         if key is None:
             ref = self.constant(plain(t).detach().clone(), tuple(dims) if dims is not None else None, scope)
         else:
-            ref = self._variable(key, plain(t).detach().clone(), isinstance(t, torch.nn.Parameter), prefer)
+            init = torch_init(self.param_owners.get(id(t)), key.rsplit(".", 1)[-1], tuple(t.shape))
+            if init is None and not isinstance(t, torch.nn.Parameter) and t.numel() <= BUFFER_INIT_MAX_NUMEL:
+                init = plain(t).detach().cpu().numpy()  # a buffer (e.g. a sinusoid table): its value
+            elif init is None and t.dim() >= 2:
+                init = "glorot_uniform"  # RETURNN's default for weights
+            ref = self._variable(key, plain(t).detach().clone(), isinstance(t, torch.nn.Parameter), prefer, init)
             self.param_map[key] = {"tf_vars": [f"{_scope_of(key)}/{key.rsplit('.', 1)[-1]}"], "layer": ref.name,
                                    "transform": "none (same layout as torch)"}
         self._tensor_refs[id(t)] = (t, ref)
         return ref
 
-    def _variable(self, key: str, value: torch.Tensor, trainable: bool, prefer=None) -> Ref:
+    def _variable(self, key: str, value: torch.Tensor, trainable: bool, prefer=None, init=None) -> Ref:
         dims = []
         for i, s in enumerate(value.shape):
             p = prefer[i] if prefer is not None and i < len(prefer) else None
             ok = p is not None and p.is_static() and p.dimension == s and not any(p is d for d in dims) \
                 and self.dims.is_plain(p)  # RETURNN takes no derived dim as a parameter shape
             dims.append(p if ok else self.dims.static(s, f"{key}:{i}"))
-        d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": trainable,
-             "name_scope": _scope_of(key), "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
+        d = {"class": "variable", "shape": list(dims), "trainable": trainable, "name_scope": _scope_of(key),
+             "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
+        if isinstance(init, np.ndarray) or not value.dtype.is_floating_point:
+            d["init"] = init if isinstance(init, np.ndarray) else 0
+        elif init is not None:
+            d["init"] = init
         ref = self.add(d, dims, value.dtype, site=None, scope="", name=key)
         self.var_values.append((ref.layer, value.cpu().numpy()))
         self.dims.mark_plain(*dims)
         return ref
 
-    def constant(self, value: torch.Tensor, dims=None, scope: str = "") -> Ref:
-        """A plain tensor as a ``constant`` layer (small) or non-trainable ``variable`` (large)."""
+    def constant(self, value: torch.Tensor, dims=None, scope: str = "", site: OpSite | None = None) -> Ref:
+        """A plain tensor as a ``constant`` layer (small) or non-trainable ``variable`` (large); an axis
+        at the batch dim fixes the network to the capture's batch size (see :meth:`on_batch`)."""
         if dims is None:
             dims = tuple(self.dims.static(s, f"const{i}") for i, s in enumerate(value.shape))
+        ax = next((i for i, d in enumerate(dims) if d.is_batch_dim()), None)
+        if ax is not None and value.shape[ax] == self.dims.size(dims[ax]) and \
+                not any(d.is_dynamic() and not d.is_batch_dim() for d in dims):
+            static = self.dims.static(value.shape[ax], "const_batch")
+            r = self.constant(value, tuple(static if i == ax else d for i, d in enumerate(dims)), scope)
+            return self.on_batch(r, static, scope, site)
         name = Namer.join(scope, "const")
         if value.numel() <= CONST_MAX_NUMEL and all(not x.is_dynamic() for x in dims):
             arr = value.cpu().numpy()
@@ -272,6 +292,23 @@ class Builder:
         self.var_values.append((ref.layer, value.cpu().numpy()))
         return ref
 
+    def on_batch(self, r: Ref, static: Dim, scope: str, site: OpSite | None, to: Dim = batch_dim) -> Ref:
+        """``r`` with its static axis ``static`` as the batch axis (or, ``static`` being the batch dim,
+        with its batch axis as the static dim ``to``): a plain tensor lined up with the batch axis, as
+        torch broadcasts it at the capture's batch size. The network is then fixed to that batch size:
+        a run with another one stops with a message naming the user's line."""
+        ax = next(i for i, d in enumerate(r.dims) if d is static)
+        where = f"{site.location} ({site.op})" if site is not None else "?"
+        self.dims.batch_fixed.append(f"{where}: batch size {r.shape[ax]}")
+        msg = (f"this network is fixed to batch size {r.shape[ax]}: a plain tensor at {where} lines up with the "
+               "batch axis (torch broadcast it at the capture's batch size)")
+        expr = (f"tf.tuple([x0], control_inputs=[tf.debugging.assert_equal(tf.shape(x0)[{ax}], "
+                f"tf.cast(self.network.get_data_batch_dim(), tf.int32), message={msg!r})])[0]")
+        dims = [to if d is static else d for d in r.dims]
+        if not to.is_batch_dim():  # the static size for RETURNN
+            expr = f"tf.ensure_shape({expr}, {[None if d.is_dynamic() else s for d, s in zip(dims, r.shape)]})"
+        return self.add(tf_op_desc(expr, [r], dims, r.dtype), dims, r.dtype, site=site, scope=scope, role="on_batch")
+
     def load_weights(self, session: Any) -> None:
         """Initialise the network's parameters and load the torch values into the variables."""
         with self.graph.as_default():
@@ -283,6 +320,17 @@ class Builder:
                     feed[var.initializer.inputs[1]] = value
             if ops:
                 session.run(ops, feed_dict=feed)
+
+
+def tf_op_desc(expr: str, inputs: list, dims, dtype: torch.dtype) -> dict:
+    """An ``eval`` layer running TF code in torch's axis order: ``x0``, ``x1``, ... are the inputs'
+    values with axes in each Ref's torch order; the result has ``dims`` in torch order."""
+    args = [f"(lambda d: d.copy_transpose([d.get_axis_from_description(a) for a in o{i}]).placeholder)"
+            f"(source({i}, as_data=True, auto_convert=False))" for i in range(len(inputs))]
+    names = ", ".join(f"x{i}" for i in range(len(inputs)))
+    return {"class": "eval", "from": list(inputs), "eval": f"(lambda {names}: {expr})({', '.join(args)})",
+            "eval_locals": {f"o{i}": list(r.dims) for i, r in enumerate(inputs)},
+            "out_type": {"dim_tags": list(dims), "dtype": tf_dtype(dtype)}}
 
 
 def to_names(obj: Any) -> Any:

@@ -65,7 +65,7 @@ class Capture(NotebookView):
         self.dims = DimRegistry(self.graph)
         self.scopes = ModuleScopes()
         self.recorder = Recorder(self.train, self._progress)
-        self.builder = Builder(self.graph, self.dims, self.scopes.param_names, self.train, self.recorder.progress)
+        self.builder = Builder(self.graph, self.dims, self.scopes, self.train, self.recorder.progress)
         self.dispatcher = Dispatcher(self.builder, self.recorder, self.scopes, strict=self.options.strict)
         self.inputs = Inputs(self.builder, self.dispatcher, *self._spec)
         mm = torch.nn.modules.module
@@ -136,9 +136,8 @@ class Capture(NotebookView):
             self._root_output, self._root_kwargs = output, kwargs
             return None
         if path and captured_by(output, self.dispatcher):  # the module's result, named by its path
-            ref = output._rt_ref
-            ref = self.builder.add({"class": "copy", "from": ref}, ref.dims, ref.dtype, site=None, scope="", name=path)
-            return wrap(plain(output), ref, self.dispatcher)
+            ref = self.dispatcher.module_result(output._rt_ref, path)
+            return None if ref is output._rt_ref else wrap(plain(output), ref, self.dispatcher)
         return None
 
     # ------------------------------------------------------------------ inputs / outputs

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ._backend import Dim, tf_dtype
-from .builder import Base, Builder, captured_by
+from .builder import Base, Builder, captured_by, tf_op_desc
 from .dims import DimRegistry, find_axis
 from .errors import OpSite
 from .parity import Recorder
@@ -102,16 +102,7 @@ class OpContext:
         as in torch), and the result has the dims ``dims`` in torch order (any shape change is fine)."""
         if dtype is None:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else inputs[0].dtype
-        return self.layer(self._tf_op_desc(expr, inputs, dims, dtype), dims, dtype=dtype)
-
-    @staticmethod
-    def _tf_op_desc(expr: str, inputs: Sequence[Ref], dims: Sequence[Dim], dtype: torch.dtype) -> dict:
-        args = [f"(lambda d: d.copy_transpose([d.get_axis_from_description(a) for a in o{i}]).placeholder)"
-                f"(source({i}, as_data=True, auto_convert=False))" for i in range(len(inputs))]
-        names = ", ".join(f"x{i}" for i in range(len(inputs)))
-        return {"class": "eval", "from": list(inputs), "eval": f"(lambda {names}: {expr})({', '.join(args)})",
-                "eval_locals": {f"o{i}": list(r.dims) for i, r in enumerate(inputs)},
-                "out_type": {"dim_tags": list(dims), "dtype": tf_dtype(dtype)}}
+        return self.layer(tf_op_desc(expr, inputs, dims, dtype), dims, dtype=dtype)
 
     def base(self, ref: Ref) -> Base:
         """``ref`` as seen from inside a rec unit or subnetwork (``base:<layer>``)."""
@@ -136,7 +127,7 @@ class OpContext:
         t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
         if dtype is not None:
             t = t.to(dtype)
-        return self._builder.constant(t, tuple(dims), scope=self._scope)
+        return self._builder.constant(t, tuple(dims), scope=self._scope, site=self._site)
 
     def record(self, ref: Ref, value: torch.Tensor) -> None:
         """Also check ``ref`` against the torch ``value`` in the parity run."""
@@ -253,6 +244,12 @@ class OpContext:
         mapping = {o: n for o, n in mapping.items() if o is not n}
         if not mapping:
             return r
+        fixed = [(o, n) for o, n in mapping.items() if o.is_batch_dim() != n.is_batch_dim() and
+                 not (o.is_dynamic() and n.is_dynamic()) and r.shape[find_axis(r.dims, o)] == self.dims.size(n)]
+        if fixed:  # a static axis (a plain tensor's) where the batch axis stands, or the other way round
+            o, n = fixed[0]
+            r = self._builder.on_batch(r, o, self._scope, self._site, to=n)
+            return self.rename(r, {(n if k is o else k): v for k, v in mapping.items()})
         if any(o.is_batch_dim() != n.is_batch_dim() for o, n in mapping.items()):
             raise NotImplementedError("an axis of a fixed size stands against the batch axis (a plain tensor or a "
                                       "static axis there would fix the network to the capture's batch size)")
@@ -268,7 +265,7 @@ class OpContext:
         dims = [by_id.get(id(d), d) for d in r.dims]
         if static:  # a static dim a layer may later declare the same as a derived one must not be a dict key in
             # the config (its hash changes): the values as they are, with the new dims declared
-            d = self._tf_op_desc("x0", [r], dims, r.dtype)
+            d = tf_op_desc("x0", [r], dims, r.dtype)
             return self._builder.add(d, dims, r.dtype, site=self._site, scope=self._scope, role="rename")
         return self.layer({"class": "reinterpret_data", "from": r, "set_dim_tags": mapping}, dims, dtype=r.dtype)
 

@@ -68,6 +68,7 @@ class DimRegistry:
         self.named: dict[str, Dim] = {}  # dynamic dim name (dynamic_shapes) -> Dim
         self.guards = SizeGuards()  # decisions the user's code took on dynamic sizes
         self._recipes: dict[int, tuple] = {}  # id(derived dim) -> (kind, a, b)
+        self.batch_fixed: list[str] = []  # where plain tensors line up with the batch axis (see Builder.on_batch)
 
     # -- layers that carry a dim ------------------------------------------------------------------
     def note_layer(self, layer: Layer, dims) -> None:

@@ -85,8 +85,11 @@ def _later_checks(model, inputs, net: Capture, fresh: ConfigNetwork, spec: _Spec
         with torch.no_grad():
             want = _outputs(model(*_clone(xs)))
         for what, got in (("net.run", net.run(*xs)), ("fresh network from the written config", fresh.run(*xs))):
-            _compare(_as_list(got), want, rtol, atol, f"{what} at sizes {sizes or spec.sizes}")
-    if padded and spec.dyn_names:
+            _compare(_as_list(got), want, rtol, atol, f"{what} at sizes {sizes or spec.sizes}",
+                     shapes_only=bool(net.parity.feeds))  # random ops: the networks sample their own values
+    # (a padded batch of sequences that torch runs alone: not with random ops, nor with a network fixed to the
+    # capture's batch size by plain tensors along the batch axis; the capture's report says so)
+    if padded and spec.dyn_names and not net.parity.feeds and not net.dims.batch_fixed:
         _check_padded(model, net, fresh, spec, seq_lens, batch_axes, rtol, atol, seed)
 
 
@@ -231,11 +234,13 @@ def _check_padded(model, net, fresh, spec: _Spec, seq_lens, batch_axes, rtol, at
                          f"{what}, padded batch, sequence {b} (lengths {[v[b] for v in lens.values()]}), output {j}")
 
 
-def _compare(got: list, want: list, rtol: float, atol: float, what: str) -> None:
+def _compare(got: list, want: list, rtol: float, atol: float, what: str, shapes_only: bool = False) -> None:
     assert len(got) == len(want), f"{what}: {len(got)} outputs, torch has {len(want)}"
     for j, (g, w) in enumerate(zip(got, want)):
         g, w = np.asarray(g), w.detach().cpu().numpy()
         assert g.shape == w.shape, f"{what}, output {j}: shape {g.shape}, torch {w.shape}"
+        if shapes_only:
+            continue
         if w.dtype == np.bool_ or np.issubdtype(w.dtype, np.integer):
             np.testing.assert_array_equal(g, w, err_msg=f"{what}, output {j}")
         else:

@@ -67,6 +67,10 @@ def more_checks(report: ParityReport, options: Options, inputs: Inputs, kwargs: 
         if report.ok and report.feeds and report.self_checks:  # (no dynamic dims: no self-checks at all)
             report.self_checks.append(SelfCheck("padded batch", None, detail="skipped: random ops (torch samples each "
                                                 "sequence alone; its values cannot be fed into one padded batch)"))
+        elif report.ok and dims.batch_fixed:
+            report.self_checks.append(SelfCheck("padded batch", None, detail="skipped: the network is fixed to the "
+                                                "capture's batch size by plain tensors along the batch axis at "
+                                                + "; ".join(dims.batch_fixed)))
         elif report.ok:
             report.self_checks += padded_check(inputs, kwargs, report.records, fetch, feeder, session, dims, outputs,
                                                options.atol, options.rtol)

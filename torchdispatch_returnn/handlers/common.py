@@ -251,3 +251,16 @@ def batch_permutation(ctx, x: Any, ax: int, index: Any) -> Ref | None:
     if isinstance(r, UnsortedRef):  # un-sorting: back to the order the network has anyway
         return Ref(r.layer, r.dims, r.shape, r.dtype)
     return UnsortedRef(r.layer, r.dims, r.shape, r.dtype)
+
+
+def along_time(d) -> bool:
+    """A dynamic dim other than the batch dim."""
+    return d.is_dynamic() and not d.is_batch_dim()
+
+
+def expand_to(ctx, r, dims):
+    """A broadcast-aligned ``r`` (its dims among ``dims``) with every axis of ``dims``, in that order."""
+    missing = [d for d in dims if not any(d is e for e in r.dims)]
+    if missing:
+        r = ctx.eval("tf.add(source(0), source(1))", [r, ctx.fill(missing, 0, r.dtype)], dims, dtype=r.dtype)
+    return ctx.transpose_to(r, list(dims))

@@ -16,11 +16,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .common import SAFE_SQRT, apply, dot, lit, mask_padding, range_ref, reduce_ref
+from .common import SAFE_SQRT, along_time, apply, dot, lit, mask_padding, range_ref, reduce_ref
 from .registry import handles
 
-_PLAIN_ALONG = ("a plain tensor (e.g. a closed-over target) along the batch or a dynamic axis would fix the "
-                "network to the capture's sizes; pass it as an input of the module")
+_PLAIN_ALONG = ("a plain tensor (e.g. a closed-over target) along a dynamic axis would fix the network to the "
+                "capture's length; pass it as an input of the module")
 
 
 def _reduction(size_average=None, reduce=None, reduction="mean", extra=()) -> str:
@@ -33,12 +33,12 @@ def _reduction(size_average=None, reduce=None, reduction="mean", extra=()) -> st
 
 
 def _check_plain(ctx, *xs) -> None:
-    """Refuse plain tensors that broadcast against the batch or a dynamic axis of the captured ones."""
+    """Refuse plain tensors that broadcast against a dynamic axis (not the batch axis) of the captured ones."""
     caps = [ctx.ref(x) for x in xs if ctx.is_captured(x)]
     for x in xs:
         if isinstance(x, torch.Tensor) and not ctx.is_captured(x):
             for pos in range(1, x.dim() + 1):
-                if x.shape[-pos] != 1 and any(r.ndim >= pos and r.dims[-pos].is_dynamic() for r in caps):
+                if x.shape[-pos] != 1 and any(r.ndim >= pos and along_time(r.dims[-pos]) for r in caps):
                     raise NotImplementedError(_PLAIN_ALONG)
 
 
@@ -56,7 +56,7 @@ def _onto(ctx, x, dims):
     t = x if isinstance(x, torch.Tensor) else torch.tensor(x)
     dims = list(dims)[len(dims) - t.dim():]
     keep = [i for i, s in enumerate(t.shape) if not (s == 1 and (dims[i].is_dynamic() or ctx.dims.size(dims[i]) != 1))]
-    if any(dims[i].is_dynamic() for i in keep):
+    if any(along_time(dims[i]) for i in keep):
         raise NotImplementedError(_PLAIN_ALONG)
     return ctx.const(t.reshape([t.shape[i] for i in keep]), [dims[i] for i in keep])
 

@@ -6,6 +6,8 @@ import re
 
 import torch
 
+from ..inits import owners
+
 _RESERVED = {"data", "output"}
 
 #: name suffix of an intermediate layer of an op, by layer class (default: the class itself)
@@ -96,6 +98,7 @@ class ModuleScopes:
         self._stack: list[str] = []
         self._paths: dict[int, str] = {}  # id(module) -> attribute path
         self.param_names: dict[int, str] = {}  # id(parameter or buffer) -> state_dict key
+        self.param_owners: dict[int, torch.nn.Module] = {}  # id(parameter or buffer) -> the module holding it
 
     def add_root(self, module: torch.nn.Module) -> None:
         """Learn the paths and parameter names of an outermost module (first one wins)."""
@@ -105,6 +108,8 @@ class ModuleScopes:
             self.param_names.setdefault(id(p), n)
         for n, b in module.named_buffers(remove_duplicate=False):
             self.param_names.setdefault(id(b), n)
+        for k, m in owners(module).items():
+            self.param_owners.setdefault(k, m)
 
     def push(self, module: torch.nn.Module) -> str:
         """Enter a module call; returns its path."""
