@@ -21,6 +21,7 @@ from . import (  # noqa: F401
     order,
     pad,
     pool,
+    pool_extra,
     random,
     reduce,
     reshape,

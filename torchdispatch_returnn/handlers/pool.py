@@ -1,27 +1,28 @@
-"""Pooling (max/avg 1-D and 2-D) and upsampling along axes (repeat_interleave, interpolate
-"nearest" with integer factors); output lengths of dynamic axes are derived dims."""
+"""Pooling (max/avg 1-D and 2-D, adaptive pooling 1-D to 3-D) and upsampling along axes
+(repeat_interleave, interpolate "nearest" with integer factors); output lengths of dynamic axes are
+derived dims. RETURNN's ``pool`` layer where it fits; the other variants (ceil_mode, avg padding,
+divisor_override, indices, 3-D, no batch axis) are built by ``pool_extra``."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from ..tensor import Ref
 from .common import mask_padding, ntuple, reduce_ref, slice_ref
 from .conv import out_len_dim
+from .pool_extra import adaptive_axis, adaptive_first_dynamic, adaptive_windows, pool_args, window_pool
 from .registry import handles
 
 
-def pool_nd(ctx, n, mode, x, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad=True):
-    if ceil_mode:
-        raise NotImplementedError("pooling with ceil_mode=True")
-    r = ctx.ref(x)
-    if r.ndim != n + 2:
-        raise NotImplementedError(f"{mode} pool{n}d input without a batch axis")
-    ks = ntuple(kernel_size, n)
-    stride = ntuple(stride if stride not in (None, []) else kernel_size, n)
-    pads, dil = ntuple(padding, n), ntuple(dilation, n)
-    if mode == "avg" and any(pads):
-        raise NotImplementedError("avg pooling with padding")
+def pool_nd(ctx, n, mode, x, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad=True,
+            divisor=None, with_indices=False):
+    r = x if isinstance(x, Ref) else ctx.ref(x)
+    ks, stride, pads, dil = pool_args(n, kernel_size, stride, padding, dilation)
+    if ceil_mode or with_indices or divisor is not None or n > 2 or r.ndim != n + 2 or mode == "avg" and any(pads) \
+            or not r.dtype.is_floating_point:
+        return window_pool(ctx, r, mode, ks, stride, pads, dil, ceil_mode, count_include_pad=count_include_pad,
+                           divisor=divisor, with_indices=with_indices)
     if mode == "max" and n == 2 and any(d > 1 for d in dil):  # RETURNN's 2-D dilated pool fails: a max over
         for ax in (3, 2):  # a 2-D window is the max over one axis of the max over the other
             r = _pool_axes(ctx, r, mode, [ax], [ks[ax - 2]], [stride[ax - 2]], [pads[ax - 2]], [dil[ax - 2]])
@@ -59,17 +60,15 @@ def _pool_axes(ctx, r, mode, axes, ks, stride, pads, dil):
 @handles(F.max_pool1d)
 def max_pool1d(ctx, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Max over windows along T of (B, C, T)."""
-    if return_indices:
-        raise NotImplementedError("max_pool1d with return_indices")
-    return pool_nd(ctx, 1, "max", input, kernel_size, stride, padding, dilation, ceil_mode)
+    return pool_nd(ctx, 1, "max", input, kernel_size, stride, padding, dilation, ceil_mode,
+                   with_indices=return_indices)
 
 
 @handles(F.max_pool2d)
 def max_pool2d(ctx, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Max over windows of (B, C, H, W)."""
-    if return_indices:
-        raise NotImplementedError("max_pool2d with return_indices")
-    return pool_nd(ctx, 2, "max", input, kernel_size, stride, padding, dilation, ceil_mode)
+    return pool_nd(ctx, 2, "max", input, kernel_size, stride, padding, dilation, ceil_mode,
+                   with_indices=return_indices)
 
 
 @handles(F.avg_pool1d)
@@ -82,9 +81,8 @@ def avg_pool1d(ctx, input, kernel_size, stride=None, padding=0, ceil_mode=False,
 def avg_pool2d(ctx, input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """Mean over windows of (B, C, H, W)."""
-    if divisor_override is not None:
-        raise NotImplementedError("avg_pool2d with divisor_override")
-    return pool_nd(ctx, 2, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad)
+    return pool_nd(ctx, 2, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
+                   divisor_override)
 
 
 def repeat_axis(ctx, r, ax, k: int):
@@ -171,29 +169,31 @@ def unfold(ctx, x, dimension, size, step):
                       "stride": step, "padding": "valid", "out_spatial_dim": n_dim}, dims + [w_dim])
 
 
-def adaptive_pool(ctx, mode, n, x, output_size):
-    """Adaptive pooling where it is a plain reduction or pooling: target 1 (global pooling over
-    the axis, masked for a dynamic one), None/same size (kept), or an exact divisor of a static size."""
+def adaptive_pool(ctx, mode, n, x, output_size, with_indices=False):
+    """Adaptive pooling: target 1 (global pooling over the axis, masked for a dynamic one), None/same
+    size (kept), an exact divisor of a static size (a pool layer); other sizes of static axes (and
+    indices) by ``adaptive_windows``, of a dynamic axis by ``adaptive_axis`` (per sequence)."""
     r = ctx.ref(x)
     sizes = list(ntuple(output_size, n))
     spatial = list(range(r.ndim - n, r.ndim))
+    for i, (ax, s) in enumerate(zip(spatial, sizes)):
+        d = r.dims[ax]
+        if (s not in (None, 1) or with_indices and s == 1) and d.is_dynamic() and not d.is_batch_dim():
+            if with_indices:
+                if i > 0:
+                    raise NotImplementedError("adaptive max pooling indices of a dynamic axis after the first")
+                return adaptive_axis(ctx, r, mode, ax, s, True) if n == 1 else adaptive_first_dynamic(ctx, r, mode,
+                                                                                                       sizes)
+            r, sizes[i] = adaptive_axis(ctx, r, mode, ax, s), None
+    if with_indices or any(s not in (None, 1) and r.shape[ax] % s for ax, s in zip(spatial, sizes)):
+        return adaptive_windows(ctx, r, mode, sizes, with_indices)
     red = [ax for ax, s in zip(spatial, sizes) if s == 1 and r.shape[ax] != 1]
-    ks = []
-    for ax, s in zip(spatial, sizes):
-        if s is None or s == 1 or s == r.shape[ax] and not r.dims[ax].is_dynamic():
-            ks.append(1)
-        elif not r.dims[ax].is_dynamic() and r.shape[ax] % s == 0:
-            ks.append(r.shape[ax] // s)
-        else:
-            raise NotImplementedError(f"adaptive {mode} pooling to {s} of an axis of size {r.shape[ax]} "
-                                      "(only 1, the same size, or an exact divisor of a static size)")
+    if red:
+        r = reduce_ref(ctx, r, "mean" if mode == "avg" else "max", red, True)
+    ks = [1 if s is None or s == 1 else r.shape[ax] // s for ax, s in zip(spatial, sizes)]
     if any(k != 1 for k in ks):
-        if red:
-            raise NotImplementedError("adaptive pooling mixing global and windowed axes")
-        return pool_nd(ctx, n, mode, x, ks, ks, 0, 1, False, True)
-    if not red:
-        return r
-    return reduce_ref(ctx, r, "mean" if mode == "avg" else "max", red, True)
+        return pool_nd(ctx, n, mode, r, ks, ks, 0, 1, False, True)
+    return r
 
 
 @handles(F.adaptive_avg_pool1d)
@@ -208,10 +208,20 @@ def adaptive_avg_pool2d(ctx, input, output_size):
     return adaptive_pool(ctx, "avg", 2, input, output_size)
 
 
-@handles(F.adaptive_max_pool1d, F.adaptive_max_pool2d)
+@handles(F.adaptive_avg_pool3d)
+def adaptive_avg_pool3d(ctx, input, output_size):
+    """Adaptive average pooling over (D, H, W)."""
+    return adaptive_pool(ctx, "avg", 3, input, output_size)
+
+
+_ADAPTIVE_MAX = {F.adaptive_max_pool1d: 1, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3,
+                 F.adaptive_max_pool1d_with_indices: 1, F.adaptive_max_pool2d_with_indices: 2,
+                 F.adaptive_max_pool3d_with_indices: 3, torch.adaptive_max_pool1d: 1}
+
+
+@handles(*_ADAPTIVE_MAX)
 def adaptive_max_pool(ctx, input, output_size, return_indices=False):
-    """Adaptive max pooling over the last 1 or 2 axes."""
-    if return_indices:
-        raise NotImplementedError("adaptive max pooling with return_indices")
-    n = 1 if ctx.func is F.adaptive_max_pool1d else 2
-    return adaptive_pool(ctx, "max", n, input, output_size)
+    """Adaptive max pooling over the last 1 to 3 axes (``*_with_indices``: also the flat indices)."""
+    with_indices = return_indices or ctx.func.__name__.endswith("_with_indices") or ctx.func is \
+        torch.adaptive_max_pool1d
+    return adaptive_pool(ctx, "max", _ADAPTIVE_MAX[ctx.func], input, output_size, with_indices)
