@@ -176,8 +176,8 @@ def run_sample(op, sample, args) -> dict:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     # torch's random values were fed into the network at the parity check (op_db seeds torch alike for
-    # both runs above): the network samples its own, so only shapes can agree
-    random = random or bool(cap.parity.feeds)
+    # both runs above): the network samples its own, so only shapes can agree; likewise torch.empty's
+    random = random or bool(cap.parity.feeds) or any("values are unspecified" in r.note for r in cap.parity)
     for where, val in got.items():
         vals = list(val) if isinstance(val, tuple) else [val]
         if len(vals) != len(outs):
@@ -186,8 +186,8 @@ def run_sample(op, sample, args) -> dict:
             bad = mismatch(to_np(t), np.asarray(v), shape_only=random)
             if bad:
                 return dict(info, cls="silent_mismatch", reason=f"{where} output {k}: {bad}")
-    return dict(info, cls="n/a", reason="random op: captured, torch's values fed at the parity check, output shapes "
-                                        "match") if random else \
+    return dict(info, cls="n/a", reason="random or unspecified values (torch's fed or unchecked at the parity "
+                                        "check): captured, output shapes match") if random else \
         dict(info, cls="pass")
 
 
@@ -218,7 +218,9 @@ def mismatch(e, g, shape_only: bool = False) -> str | None:
 
 
 def first_line(e) -> str:
-    return (str(e).strip().splitlines() or [""])[0]
+    """The first line of an error, with this checkout's path cut from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    return (str(e).strip().splitlines() or [""])[0].replace(root, "")
 
 
 def crash_record(e: BaseException, stage: str) -> dict:
@@ -282,7 +284,8 @@ def summarize(data: dict, args) -> dict:
     classes, missing, limits = collections.Counter(), collections.Counter(), collections.Counter()
     for i in sorted(ops):
         o = ops[i]
-        samples = [dict(results.get((i, j), {"cls": "crash", "reason": "no result"}), index=j) for j in range(o["n"])]
+        samples = [dict(_relative(results.get((i, j), {"cls": "crash", "reason": "no result"})), index=j)
+                   for j in range(o["n"])]
         real = [s for s in samples if s["cls"] != "n/a"]
         n_pass = sum(s["cls"] == "pass" for s in real)
         status = ("n/a" if not real else "pass" if n_pass == len(real) else "partial" if n_pass else "fail")
@@ -297,6 +300,12 @@ def summarize(data: dict, args) -> dict:
     return {"config": vars(args), "seconds": data["seconds"], "totals": totals,
             "families": {f: dict(c) for f, c in by_family.items()}, "classes": dict(classes),
             "missing": missing.most_common(), "limits": limits.most_common(), "ops": per_op}
+
+
+def _relative(rec: dict) -> dict:
+    """``rec`` with this checkout's path cut from its texts (file:line of the sweep's own call)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    return {k: v.replace(root, "") if isinstance(v, str) else v for k, v in rec.items()}
 
 
 def report(s: dict, top: int = 40) -> None:

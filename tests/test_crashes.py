@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from parity_helpers import Case, Fn, assert_parity
 
-from torchdispatch_returnn import UnsupportedOpError, returnn_capture
+from torchdispatch_returnn import CaptureError, UnsupportedOpError, returnn_capture
 
 DYN = ({1: "time"},)
 DYN4 = ({2: "time"},)
@@ -152,18 +152,26 @@ W = torch.randn(2, 3)
 KV = torch.randn(3, 4, 6)
 
 
-@pytest.mark.parametrize("f, op, match", [
-    (lambda x: F.linear(x[:, 0, 0], W), "torch.nn.functional.linear", "against the batch axis"),
-    (lambda x: torch.addmm(x[:, 0, :2], torch.ones(3, 6), torch.ones(6, 2)), "torch.addmm", "against the batch axis"),
-    (lambda x: F.scaled_dot_product_attention(x, KV, KV), "torch.nn.functional.scaled_dot_product_attention",
-     "against the batch axis"),
-    (lambda x: x.unfold(0, 2, 1), "torch.Tensor.unfold", "along the batch axis"),
-], ids=["linear_weight_on_batch", "addmm_plain_per_batch", "sdpa_plain_per_batch_kv", "unfold_batch"])
-def test_batch_axis_unsupported(f, op, match):
-    with pytest.raises(UnsupportedOpError, match=match) as ei:
+@pytest.mark.parametrize("f", [
+    lambda x: F.linear(x[:, 0, 0], W),
+    lambda x: torch.addmm(x[:, 0, :2], torch.ones(3, 6), torch.ones(6, 2)),
+    lambda x: F.scaled_dot_product_attention(x, KV, KV),
+], ids=["linear_weight_on_batch", "addmm_plain_per_batch", "sdpa_plain_per_batch_kv"])
+def test_plain_tensor_on_the_batch_axis_fixes_the_batch_size(f):
+    """A plain tensor lined up with the batch axis (size 3 = the batch): converted at that batch size, and a
+    run with another batch size stops with a clear error (see tests/test_plain_batch.py)."""
+    with torch.no_grad(), returnn_capture(dynamic_shapes=DYN) as net:
+        Fn(lambda m, x: f(x))(torch.randn(3, 11, 6))
+    assert net.parity.ok and net.dims.batch_fixed and "test_crashes.py:" in net.dims.batch_fixed[0]
+    with pytest.raises(CaptureError, match="fixed to batch size 3"):
+        net.run(torch.randn(2, 11, 6))
+
+
+def test_batch_axis_unsupported():
+    with pytest.raises(UnsupportedOpError, match="along the batch axis") as ei:
         with torch.no_grad(), returnn_capture(dynamic_shapes=DYN):
-            Fn(lambda m, x: f(x))(torch.randn(3, 11, 6))
-    assert ei.value.op == op
+            Fn(lambda m, x: x.unfold(0, 2, 1))(torch.randn(3, 11, 6))
+    assert ei.value.op == "torch.Tensor.unfold"
     assert "test_crashes.py:" in ei.value.location
 
 
@@ -201,3 +209,24 @@ DERIVED = [
 @pytest.mark.parametrize("case", DERIVED, ids=str)
 def test_derived_dims(case):
     assert_parity(case)
+
+
+def test_first_input_without_batch_axis_then_a_batched_one(tmp_path):
+    """The first input is 0-d (no batch axis): RETURNN's batch-size placeholder is fed from the next one."""
+    from torchdispatch_returnn import ConfigNetwork
+
+    class Scale(nn.Module):
+        def forward(self, a, b):
+            return torch.tanh(b * a + 1)
+
+    a, b = torch.randn(()), torch.randn(3, 5)
+    with returnn_capture() as net:
+        Scale()(a, b)
+    assert net.parity.ok
+    fresh = ConfigNetwork(net.save_config(str(tmp_path / "c.config")), net.save_checkpoint(str(tmp_path / "m")))
+    try:
+        a2, b2 = torch.randn(()), torch.randn(4, 5)  # another batch size
+        for got in (net.run(a2, b2), fresh.run(a2, b2)):
+            torch.testing.assert_close(torch.as_tensor(got), torch.tanh(b2 * a2 + 1))
+    finally:
+        fresh.close()

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import os
 import sys
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("support", help="the table of supported torch callables (SUPPORTED.md)",
                        description="Print the generated table of supported torch callables, or write it to FILE.")
     s.add_argument("--out", metavar="FILE", help="write the table to FILE instead of printing it")
+    s.add_argument("--sweep", metavar="JSON", help="add the totals of an op_db sweep (written by "
+                                                  "benchmarks/opdb_sweep.py --json JSON)")
     return p
 
 
@@ -329,7 +332,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_support(args: argparse.Namespace) -> int:
-    text = support_markdown()
+    sweep = None
+    if args.sweep:
+        try:
+            with open(args.sweep) as f:
+                sweep = json.load(f)
+            if not isinstance(sweep.get("totals"), dict) or not isinstance(sweep.get("families"), dict):
+                raise ValueError("no 'totals' and 'families'")
+        except (OSError, ValueError, AttributeError) as e:
+            raise UsageError(f"--sweep {args.sweep}: not an op_db sweep summary ({type(e).__name__}: {e})") from e
+    text = support_markdown(sweep)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

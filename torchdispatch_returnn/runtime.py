@@ -75,6 +75,11 @@ class Feeder:
         feed: dict = {}
         for key in self.input_keys:
             self._feed_input(feed, key, arrays[key], seq_lens, known_lengths)
+        batch = getattr(self.network.extern_data.get_batch_info(allow_none=True), "dim", None)
+        if getattr(getattr(batch, "op", None), "type", None) == "Placeholder" and batch not in feed:
+            # RETURNN's own batch size placeholder (made when the first input has no batch axis)
+            feed[batch] = next((arrays[k].shape[i] for k in self.input_keys
+                                for i, d in enumerate(self.network.extern_data.data[k].dims) if d.is_batch_dim()), 1)
         return feed
 
     def _from_relative(self, rel: Any, name: str, arrays: dict) -> np.ndarray:
