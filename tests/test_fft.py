@@ -150,3 +150,11 @@ def test_complex_values_go_through_other_ops():
     """Complex layers (complex64): a spectrum transposed, sliced and scaled before its magnitude."""
     assert_parity(Case("complex_through_ops", lambda: Fn(lambda m, x: (F.rfft(x).transpose(1, 2)[:, 1:] * 2).abs()),
                        [(3, 11, 8)], DYN))
+
+
+def test_inverse_fft_of_real_input_over_time():
+    """ifft/ihfft of a real input give torch results with the conjugate bit set: the self-checks (other
+    length, padded batch with NaN padding) compare them too."""
+    for fn in (lambda m, x: torch.fft.ifft(x, dim=-1), lambda m, x: torch.fft.ihfft(x, dim=-1)):
+        net = assert_parity(Case("inverse_fft", lambda: Fn(fn), [(3, 9, 6)], ({1: "time"},), grads=False))
+        assert any(c.what.startswith("padded batch") and c.ok for c in net.parity.self_checks)

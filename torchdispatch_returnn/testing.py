@@ -237,7 +237,7 @@ def _check_padded(model, net, fresh, spec: _Spec, seq_lens, batch_axes, rtol, at
 def _compare(got: list, want: list, rtol: float, atol: float, what: str, shapes_only: bool = False) -> None:
     assert len(got) == len(want), f"{what}: {len(got)} outputs, torch has {len(want)}"
     for j, (g, w) in enumerate(zip(got, want)):
-        g, w = np.asarray(g), w.detach().cpu().numpy()
+        g, w = np.asarray(g), w.detach().resolve_conj().resolve_neg().cpu().numpy()
         assert g.shape == w.shape, f"{what}, output {j}: shape {g.shape}, torch {w.shape}"
         if shapes_only:
             continue
