@@ -98,10 +98,12 @@ def test_module_called_twice_shares_parameters():
             return self.ff(torch.relu(self.ff(x)))
 
     net = assert_parity(Case("shared", M, [(2, 7, 4)], ({1: "time"},)))
-    variables = [n for n, d in net.net_dict.items() if d["class"] == "variable"]
-    assert sorted(variables) == ["ff.bias", "ff.weight"]
-    assert "ff" in net.net_dict and "ff_1" in net.net_dict
+    nd = net.net_dict
+    assert nd["ff"]["class"] == nd["ff_1"]["class"] == "linear"  # the layer holds W and b; the second call reuses them
+    assert "reuse_params" not in nd["ff"] and nd["ff_1"]["reuse_params"] == "ff"
+    assert not [n for n, d in nd.items() if d["class"] == "variable"]
     assert len(net.network.get_params_list()) == 2
+    assert {k: v["tf_vars"] for k, v in net.param_map.items()} == {"ff.weight": ["ff/W"], "ff.bias": ["ff/b"]}
 
 
 def test_python_control_flow_and_sizes():

@@ -84,7 +84,10 @@ def test_param_map_and_net_dict_members():
     model = nn.Sequential(nn.Conv1d(3, 4, 3), nn.ReLU())
     with returnn_capture(dynamic_shapes=({2: "time"},)) as net:
         model(torch.randn(2, 3, 9))
-    assert net.param_map["0.weight"]["tf_vars"] == ["0/weight"]
-    assert net.param_map["0.weight"]["transform"].startswith("none")
-    assert net.net_dict["0.conv1d"]["class"] == "conv"
+    # the conv layer (named by the module) holds the weight as its W, torch's (out, in, k) stored as (k, in, out)
+    assert net.param_map["0.weight"]["tf_vars"] == ["0/W"]
+    assert net.param_map["0.weight"]["perm"] == [2, 1, 0]
+    assert net.param_map["0.weight"]["transform"].startswith("transpose [2, 1, 0]")
+    assert net.param_map["0.bias"] == {"tf_vars": ["0/bias"], "layer": "0", "transform": "none (same layout as torch)"}
+    assert net.net_dict["0"]["class"] == "conv"
     assert net.session is not None and net.network is not None

@@ -38,19 +38,16 @@ def test_exact_layer_names():
     net = _capture(Net().eval(), torch.randn(2, 5, 4))
     names = list(net.net_dict)
     # a module's result is its last op's layer, renamed to the module path (no copy layer); a module whose
-    # result is its last child's (FF returns lin2's) takes that layer's name over
-    expected_ff = lambda p: [
-        f"{p}.lin1.weight", f"{p}.lin1.linear_dot", f"{p}.lin1.bias", f"{p}.lin1",
-        f"{p}.relu", f"{p}.lin2.weight", f"{p}.lin2.linear_dot", f"{p}.lin2.bias", p]
-    # the residual add renames the Linear's output dim to the input's (same size, same torch axis)
-    assert names == (expected_ff("layers.0") + ["add_rename", "add"] + expected_ff("layers.1")
-                     + ["add_rename_1", "add_1", "output"])
+    # result is its last child's (FF returns lin2's) takes that layer's name over; each Linear is one
+    # ``linear`` layer holding its weight and bias, and its output takes the model's dim of that size (the
+    # input's), so the residual add needs no rename
+    expected_ff = lambda p: [f"{p}.lin1", f"{p}.relu", p]
+    assert names == expected_ff("layers.0") + ["add"] + expected_ff("layers.1") + ["add_1", "output"]
     assert net.net_dict["layers.0.relu"]["from"] == ["layers.0.lin1"]
-    assert net.net_dict["layers.0"]["from"] == ["layers.0.lin2.linear_dot", "layers.0.lin2.bias"]
+    assert net.net_dict["layers.0"]["class"] == "linear" and net.net_dict["layers.0"]["from"] == "layers.0.relu"
     assert not any(d["class"] == "copy" for d in net.net_dict.values())
-    assert net.net_dict["add"]["from"] == ["data", "add_rename"]
-    assert net.net_dict["add_rename"]["from"] == ["layers.0"]
-    assert net.net_dict["add_1"]["from"] == ["add", "add_rename_1"]
+    assert net.net_dict["add"]["from"] == ["data", "layers.0"]
+    assert net.net_dict["add_1"]["from"] == ["add", "layers.1"]
     assert net.net_dict["output"]["from"] == "add_1"
 
 
@@ -61,11 +58,13 @@ def test_variable_names_follow_state_dict_and_checkpoint(tmp_path):
     ckpt = net.save_checkpoint(str(tmp_path / "model"))
     stored = {name for name, _ in tf.train.list_variables(ckpt)}
     assert set(net.param_map) == set(Net().state_dict())
-    for key, entry in net.param_map.items():
-        assert entry["tf_vars"] == [key.rsplit(".", 1)[0] + "/" + key.rsplit(".", 1)[1]]
+    for key, entry in net.param_map.items():  # a Linear's weight and bias are its linear layer's W and b
+        module, name = key.rsplit(".", 1)
+        layer = "layers.0" if module == "layers.0.lin2" else "layers.1" if module == "layers.1.lin2" else module
+        assert entry["tf_vars"] == [f"{layer}/{dict(weight='W', bias='b')[name]}"]
         assert entry["tf_vars"][0] in stored
-        assert entry["layer"] == key
-    assert "layers.1.lin2/bias" in stored
+        assert entry["layer"] == layer
+    assert "layers.1/b" in stored
 
 
 def test_repeated_call_names_and_root_ops():

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from torchdispatch_returnn import returnn_capture
-from torchdispatch_returnn._backend import BEHAVIOR_VERSION
+from torchdispatch_returnn._backend import BEHAVIOR_VERSION, tf
 
 F_IN = 5
 
@@ -214,10 +214,28 @@ def test_as_returnn_layer_dict_uses_the_configs_dims_and_carries_the_weights():
     model = nn.Sequential(nn.Linear(F_IN, 4), nn.ReLU())
     d = as_returnn_layer_dict(model, {"dim_tags": [batch_dim, time_dim, in_dim]}, source="feats")
     assert d["class"] == "subnetwork" and d["from"] == "feats"
-    variables = {k: v for k, v in d["subnetwork"].items() if v.get("class") == "variable"}
-    np.testing.assert_array_equal(variables["0.weight"]["init"], model[0].weight.detach().numpy())
-    assert any(in_dim is x for v in variables.values() for x in v["shape"])  # the config's own dim
+    lin = d["subnetwork"]["0"]
+    assert lin["class"] == "linear" and lin["in_dim"] is in_dim  # the config's own dim
     assert model.training  # the module's mode is left as it was
+    # built in a network of the config's dims: the layer's W and b are created with the torch values
+    from returnn.config import Config
+    from returnn.tf.network import TFNetwork
+
+    graph = tf.Graph()
+    with graph.as_default():
+        net = TFNetwork(config=Config({"extern_data": {"feats": {"dim_tags": [batch_dim, time_dim, in_dim]}}}))
+        net.construct_from_dict({"sub": {**d, "from": "data:feats"}, "output": {"class": "copy", "from": "sub"}})
+        with tf.compat.v1.Session(graph=graph) as session:
+            net.initialize_params(session)
+            values = net.get_param_values_dict(session)["sub/0"]
+            x = np.random.default_rng(0).standard_normal((2, 5, F_IN)).astype("float32")
+            got = session.run(net.get_default_output_layer().output.copy_as_batch_major().placeholder, feed_dict={
+                net.extern_data.data["feats"].placeholder: x,
+                net.extern_data.data["feats"].get_sequence_lengths(): [5, 5]})
+    np.testing.assert_array_equal(values["W"], model[0].weight.detach().numpy())
+    np.testing.assert_array_equal(values["b"], model[0].bias.detach().numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_as_returnn_layer_dict_refuses_a_config_with_another_behavior_version():

@@ -55,8 +55,9 @@ class Builder:
         self.param_owners = scopes.param_owners  # id(parameter/buffer) -> the module holding it
         self.train = train
         self.network: TFNetwork | None = None
-        self.param_map: dict[str, dict] = {}
-        self.var_values: list[tuple[Layer, np.ndarray]] = []  # variable layer -> value to load
+        self._params: dict[str, tuple] = {}  # state_dict key -> (layer, TF scope or "", name, perm or None)
+        self._owned: dict[int, tuple] = {}  # id(param) -> (param, owning layer, name, perm or None)
+        self.var_values: list[tuple[Layer, str | None, np.ndarray]] = []  # (layer, param name, value to load)
         self.layers: list[Layer] = []  # every layer, in creation order
         self._built = 0  # layers[:_built] are constructed (or need no construction)
         self._op_start = 0  # layers[_op_start:] belong to the running op
@@ -77,6 +78,9 @@ class Builder:
         layer = Layer(None, tuple(opts["dim_tags"]), torch.float32, name=name, built=True)
         self.dims.note_layer(layer, layer.dims)
         self.dims.mark_plain(*(d for d in layer.dims if d.is_static()))
+        for d in layer.dims:
+            if d.is_static() and not d.is_batch_dim():
+                self.dims.shared.feature(d.dimension, d.description, dim=d)  # (the inputs' sizes: the model's dims)
         self.input_layers.append(layer)
         return layer
 
@@ -241,13 +245,58 @@ class Builder:
                 init = plain(t).detach().cpu().numpy()  # a buffer (e.g. a sinusoid table): its value
             elif init is None and t.dim() >= 2:
                 init = "glorot_uniform"  # RETURNN's default for weights
-            ref = self._variable(key, plain(t).detach().clone(), isinstance(t, torch.nn.Parameter), prefer, init)
-            self.param_map[key] = {"tf_vars": [f"{_scope_of(key)}/{key.rsplit('.', 1)[-1]}"], "layer": ref.name,
-                                   "transform": "none (same layout as torch)"}
+            owned = self._owned.get(id(t))
+            if owned is not None and owned[0] is t:  # held by a layer (linear's W): a variable sharing it
+                ref = self._variable(key, plain(t).detach().clone(), True, prefer, None, reuse=owned[1:])
+            else:
+                ref = self._variable(key, plain(t).detach().clone(), isinstance(t, torch.nn.Parameter), prefer, init)
+                self._params[key] = (ref.layer, _scope_of(key), key.rsplit(".", 1)[-1], None)
         self._tensor_refs[id(t)] = (t, ref)
         return ref
 
-    def _variable(self, key: str, value: torch.Tensor, trainable: bool, prefer=None, init=None) -> Ref:
+    @property
+    def param_map(self) -> dict[str, dict]:
+        """state_dict key -> {"tf_vars": [TF variable name], "layer": the layer holding it, "transform"}."""
+        return {key: {"tf_vars": [f"{scope or layer.path}/{name}"], "layer": layer.path, **_transform(perm)}
+                for key, (layer, scope, name, perm) in self._params.items()}
+
+    def param_init(self, t: torch.Tensor) -> float | str | None:
+        """The initializer torch's module would give the parameter ``t`` (see :mod:`.inits`)."""
+        key = self.param_names.get(id(t))
+        return None if key is None else torch_init(self.param_owners.get(id(t)), key.rsplit(".", 1)[-1],
+                                                   tuple(t.shape))
+
+    def owner(self, params: dict[str, torch.Tensor | None]) -> Layer | bool | None:
+        """Whether one layer may hold ``params`` ({RETURNN param name: torch parameter or None}) as its own
+        variables (torch's layout): True if each is a float32 parameter of a captured module that no layer
+        uses yet; the layer that already holds all of them under these names (a module called again: its
+        layer's params are reused); else None (the op uses them as ``variable`` layers)."""
+        ts = {k: t for k, t in params.items() if t is not None}
+        if not ts or any(not isinstance(t, torch.nn.Parameter) or t.dtype != torch.float32
+                         or id(t) not in self.param_names for t in ts.values()):
+            return None
+        if all(id(t) not in self._owned and id(t) not in self._tensor_refs for t in ts.values()):
+            return True
+        held = {k: self._owned.get(id(t)) for k, t in ts.items()}
+        layers = {id(h[1]) for h in held.values() if h is not None}
+        if len(layers) == 1 and all(h is not None and h[0] is ts[k] and h[2] == k for k, h in held.items()):
+            return next(iter(held.values()))[1]
+        return None
+
+    def own(self, ref: Ref, params: dict[str, torch.Tensor | None], perms: dict[str, list] | None = None) -> None:
+        """The layer of ``ref`` holds ``params`` (see :meth:`owner`) as its variables of these names; ``perms``:
+        {name: perm} for a variable stored transposed (RETURNN axis i is torch axis perm[i], conv's W)."""
+        for name, t in params.items():
+            if t is None:
+                continue
+            perm = (perms or {}).get(name)
+            self._owned[id(t)] = (t, ref.layer, name, perm)
+            self._params[self.param_names[id(t)]] = (ref.layer, "", name, perm)
+            value = plain(t).detach().cpu().numpy()
+            self.var_values.append((ref.layer, name, value.transpose(perm) if perm else value))
+
+    def _variable(self, key: str, value: torch.Tensor, trainable: bool, prefer=None, init=None,
+                  reuse: tuple | None = None) -> Ref:
         dims = []
         for i, s in enumerate(value.shape):
             p = prefer[i] if prefer is not None and i < len(prefer) else None
@@ -256,12 +305,19 @@ class Builder:
             dims.append(p if ok else self.dims.static(s, f"{key}:{i}"))
         d = {"class": "variable", "shape": list(dims), "trainable": trainable, "name_scope": _scope_of(key),
              "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
+        if reuse is not None:  # the variable of the layer holding it (``reuse_params``), in its layout
+            layer, name, perm = reuse
+            del d["name_scope"]
+            d.update(param_name=name, reuse_params={"map": {name: {"reuse_layer": layer}}},
+                     shape=[dims[i] for i in perm] if perm else list(dims))
+            self.dims.mark_plain(*dims)
+            return self.add(d, dims, value.dtype, site=None, scope="", name=self.namer.unique(key))
         if isinstance(init, np.ndarray) or not value.dtype.is_floating_point:
             d["init"] = init if isinstance(init, np.ndarray) else 0
         elif init is not None:
             d["init"] = init
         ref = self.add(d, dims, value.dtype, site=None, scope="", name=key)
-        self.var_values.append((ref.layer, value.cpu().numpy()))
+        self.var_values.append((ref.layer, None, value.cpu().numpy()))
         self.dims.mark_plain(*dims)
         return ref
 
@@ -289,7 +345,7 @@ class Builder:
         d = {"class": "variable", "shape": list(dims), "init": 0, "trainable": False, "param_name": "value",
              "dtype": tf_dtype(value.dtype)}
         ref = self.add(d, dims, value.dtype, site=None, scope=scope, name=self.namer.unique(name))
-        self.var_values.append((ref.layer, value.cpu().numpy()))
+        self.var_values.append((ref.layer, None, value.cpu().numpy()))
         return ref
 
     def on_batch(self, r: Ref, static: Dim, scope: str, site: OpSite | None, to: Dim = batch_dim) -> Ref:
@@ -314,8 +370,9 @@ class Builder:
         with self.graph.as_default():
             self.network.initialize_params(session)
             ops, feed = [], {}
-            for layer, value in self.var_values:
-                for var in self.network.get_layer(layer.path).params.values():
+            for layer, name, value in self.var_values:
+                params = self.network.get_layer(layer.path).params
+                for var in (params.values() if name is None else [params[name]]):
                     ops.append(var.initializer)
                     feed[var.initializer.inputs[1]] = value
             if ops:
@@ -365,6 +422,13 @@ def _has_merged(obj: Any) -> bool:
 def captured_by(x: Any, dispatcher: Any) -> bool:
     """``x`` is a tensor computed in the capture of ``dispatcher``."""
     return isinstance(x, ReturnnTensor) and getattr(x, "_rt_capture", None) is dispatcher
+
+
+def _transform(perm: list | None) -> dict:
+    """The ``transform`` of a ``param_map`` entry (and its ``perm``: TF axis i is torch axis perm[i])."""
+    if not perm:
+        return {"transform": "none (same layout as torch)"}
+    return {"transform": f"transpose {list(perm)} (TF axis i is torch axis perm[i])", "perm": list(perm)}
 
 
 def _scope_of(key: str) -> str:

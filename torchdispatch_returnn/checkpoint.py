@@ -135,7 +135,8 @@ def _variable_specs(config: str) -> dict:
 
 
 def _collect_variables(net: dict, out: dict) -> None:
-    """The ``variable`` layers of ``net`` and of its subnetworks (``--subnetwork``) and rec units, outer first."""
+    """The ``variable`` layers of ``net`` and of its subnetworks (``--subnetwork``) and rec units, outer first, by
+    layer name; the params of layers holding them (``linear``'s W and b, ...) as ``layer/param``."""
     inner = []
     for name, d in net.items():
         if not isinstance(d, dict):
@@ -143,9 +144,31 @@ def _collect_variables(net: dict, out: dict) -> None:
         if d.get("class") == "variable":
             shape = tuple(getattr(s, "dimension", s) for s in d.get("shape", ()))
             out.setdefault(name, (shape, np.dtype(d.get("dtype", "float32"))))
+        for param, shape in _held_params(d).items():
+            out.setdefault(f"{name}/{param}", (shape, np.dtype("float32")))
         inner += [d[k] for k in ("subnetwork", "unit") if isinstance(d.get(k), dict)]
     for sub in inner:
         _collect_variables(sub, out)
+
+
+def _held_params(d: dict) -> dict[str, tuple]:
+    """{param: torch-layout shape} of a layer that holds its params (written with torch's layout)."""
+    if d.get("reuse_params"):
+        return {}
+    size = lambda dim: dim.dimension
+    if d.get("class") == "linear":
+        w = (size(d["out_dim"]), size(d["in_dim"]))
+        return {"W": w, "b": w[:1]} if d.get("with_bias", True) else {"W": w}
+    if d.get("class") == "conv":  # W: filter sizes + (in / groups, out) (torch's (out, in / groups, k...) transposed)
+        ks = [size(k) if hasattr(k, "dimension") else int(k) for k in d["filter_size"]]
+        w = (*ks, size(d["in_dim"]) // int(d.get("groups", 1)), size(d["out_dim"]))
+        return {"W": w, "bias": w[-1:]} if d.get("with_bias") else {"W": w}
+    if d.get("class") == "layer_norm":
+        return {"scale": (size(d["in_dim"]),), "bias": (size(d["in_dim"]),)}
+    if d.get("class") == "norm":
+        shape = tuple(size(x) for x in d.get("param_shape", ()))
+        return {k: shape for k in ("scale", "bias") if d.get(k, True) and shape}
+    return {}
 
 
 def _param_map(param_map: Any) -> tuple[dict, str | None]:
@@ -178,7 +201,9 @@ def convert_checkpoint(state_dict_or_path: Any, param_map: Any, out_prefix: str,
     specs = _variable_specs(config) if config is not None else {}
     if config is None:
         logger.warning("convert_checkpoint: no config given or found beside the param map: shapes are not checked")
-    unknown = [k for k, e in pmap.items() if specs and e.get("layer") not in specs]
+    spec_of = lambda e: specs.get(f"{e.get('layer')}/{e['tf_vars'][0].rsplit('/', 1)[-1]}") or \
+        specs.get(e.get("layer"))
+    unknown = [k for k, e in pmap.items() if specs and spec_of(e) is None]
     if unknown:
         logger.warning("convert_checkpoint: %d param_map entries have no variable layer in the config (another "
                        "conversion's config?), their shapes are not checked: %s", len(unknown), ", ".join(unknown))
@@ -190,16 +215,17 @@ def convert_checkpoint(state_dict_or_path: Any, param_map: Any, out_prefix: str,
     for key, entry in pmap.items():
         if key not in sd:
             continue
-        transform = str(entry.get("transform", NO_TRANSFORM))
-        if not transform.startswith(NO_TRANSFORM) or len(entry["tf_vars"]) != 1:
+        transform, perm = str(entry.get("transform", NO_TRANSFORM)), entry.get("perm")
+        if not (transform.startswith(NO_TRANSFORM) or perm) or len(entry["tf_vars"]) != 1:
             raise ValueError(f"param_map entry {key!r} has transform {transform!r} and variables {entry['tf_vars']}: "
-                             "this version converts only tensors stored as they are (one variable, no transform)")
+                             "this version converts tensors stored as they are or transposed (one variable)")
         t = sd[key].detach().cpu()
-        shape, dtype = specs.get(entry.get("layer"), (entry.get("shape"), None))
+        t = t.permute(*perm) if perm else t
+        shape, dtype = spec_of(entry) or (entry.get("shape"), None)
         if shape is not None and tuple(shape) != tuple(t.shape):
             mismatched[key] = (tuple(t.shape), tuple(shape))
             continue
-        arr = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        arr = (t.float() if t.dtype == torch.bfloat16 else t).contiguous().numpy()
         values[entry["tf_vars"][0]] = arr.astype(dtype, copy=False) if dtype is not None else arr
     if missing or mismatched or (extra and not allow_extra):
         hint = ("\n(non-persistent buffers are not in a state_dict: add them, e.g. "

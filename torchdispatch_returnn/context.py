@@ -104,6 +104,20 @@ class OpContext:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else inputs[0].dtype
         return self.layer(tf_op_desc(expr, inputs, dims, dtype), dims, dtype=dtype)
 
+    def param_owner(self, params: dict) -> Any:
+        """Whether a layer may hold ``params`` ({RETURNN param name: torch parameter or None}) as its own
+        variables: True (new), the layer already holding them (reuse its params), or None (see Builder.owner)."""
+        return self._builder.owner(params)
+
+    def own(self, ref: Ref, params: dict, perms: dict | None = None) -> None:
+        """The layer of ``ref`` holds ``params`` (after :meth:`param_owner` said True); ``perms``: {name: perm}
+        for a variable the layer keeps transposed (RETURNN axis i is torch axis perm[i])."""
+        self._builder.own(ref, params, perms)
+
+    def param_init(self, t: torch.Tensor) -> Any:
+        """The RETURNN initializer of torch's module for parameter ``t`` (None: RETURNN's default)."""
+        return self._builder.param_init(t)
+
     def base(self, ref: Ref) -> Base:
         """``ref`` as seen from inside a rec unit or subnetwork (``base:<layer>``)."""
         return Base(ref)

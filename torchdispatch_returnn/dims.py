@@ -26,6 +26,7 @@ import numpy as np
 
 from ._backend import Dim, batch_dim
 from .guards import SizeGuards
+from .shared_dims import SharedDims
 from .sizes import DimInt, Lin
 from .tensor import Layer, MergedDim, expand_dims
 
@@ -69,6 +70,7 @@ class DimRegistry:
         self.guards = SizeGuards()  # decisions the user's code took on dynamic sizes
         self._recipes: dict[int, tuple] = {}  # id(derived dim) -> (kind, a, b)
         self.batch_fixed: list[str] = []  # where plain tensors line up with the batch axis (see Builder.on_batch)
+        self.shared = SharedDims(self)  # dims several layers share (model dims, splits)
 
     # -- layers that carry a dim ------------------------------------------------------------------
     def note_layer(self, layer: Layer, dims) -> None:

@@ -31,8 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 #: layer classes whose name matters beyond the net dict (their own parameters, inputs, constants)
-_OWN_NAMES = frozenset({"data", "variable", "constant", "rec", "subnetwork", "linear", "conv", "transposed_conv",
-                        "layer_norm", "norm", "batch_norm", "random", "dropout"})
+_OWN_NAMES = frozenset({"data", "variable", "constant", "rec", "subnetwork", "batch_norm", "random", "dropout"})
 
 
 class Dispatcher:
@@ -53,17 +52,15 @@ class Dispatcher:
 
     def module_result(self, ref: Ref, path: str) -> Ref:
         """A module's result named by its path: its last op's layer renamed where that layer was made
-        in this module call and owns no parameters; else a ``copy`` layer of that name."""
+        in this module call (a layer holding parameters too: their TF names follow it); else (an identity
+        module such as Dropout in eval mode, or a layer named already) the ref as it is: no ``copy`` layer."""
         layer = ref.layer
         if (layer.name is not None and not layer.built and layer.parent is None and layer.alias is None
                 and not layer.unsupported and layer.desc is not None
                 and layer.desc.get("class") not in _OWN_NAMES and (layer.scope + ".").startswith(path + ".")):
             layer.name = self.builder.namer.claim(path)
-            for rec in self.recorder.records:
-                if rec.ref is not None and rec.ref.layer is layer:
-                    rec.layer = layer.name
-            return ref
-        return self.builder.add({"class": "copy", "from": ref}, ref.dims, ref.dtype, site=None, scope="", name=path)
+            self.recorder.renamed(layer)
+        return ref
 
     # -- ops --------------------------------------------------------------------------------------
     def dispatch(self, func: Any, args: tuple, kwargs: dict) -> Any:

@@ -3,18 +3,20 @@
 The module is captured (with parity and the self-checks) on example inputs made from the data's
 dims; the config code of the captured network is then evaluated with the config's own ``Dim``
 objects standing for the input axes, so every dim derived from them (``time // 2``, ...) is the
-config's too. The layer dict is a ``subnetwork`` that carries the torch weights as the ``init`` of
-its variables: the config needs nothing else.
+config's too. The layer dict is a ``subnetwork`` that carries the torch weights: the ``init`` of its ``variable``
+layers, and for layers holding their params (``linear``, ``layer_norm``) a ``reuse_params`` getter that
+creates them with the torch values. The config needs nothing else.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
 import torch
 
-from ._backend import BEHAVIOR_VERSION
+from ._backend import BEHAVIOR_VERSION, tf
 from .capture import returnn_capture
 from .errors import InputSpecError
 from .export import as_subnetwork
@@ -81,9 +83,21 @@ def _with_config_dims(net: Any, tags: list, source: str) -> dict:
     network = namespace["network"]
     values = net.network.get_param_values_dict(net.session)
     for name, d in network.items():
+        if not values.get(name) or "reuse_params" in d:  # (a layer reusing another's params: that one's values)
+            continue
         if d.get("class") == "variable":
             d["init"] = values[name][d["param_name"]]
+        else:  # a layer holding its params (linear's W and b): created with the torch values
+            d["reuse_params"] = {"custom": functools.partial(_created_with, values[name])}
     top = as_subnetwork(network, "net", [key], list(namespace.get(OUTPUTS_KEY, ["output"])))
     layer = top["net"]
     layer["from"] = source
     return layer
+
+
+def _created_with(values: dict, *, getter: Any, full_name: str, name: str, shape: Any, dtype: Any, **kwargs: Any):
+    """RETURNN's ``reuse_params`` custom getter: the layer's param ``name`` created with its torch value."""
+    kwargs.pop("base_layer", None)
+    kwargs.pop("reuse_layer", None)
+    kwargs["initializer"] = tf.constant_initializer(values[name])
+    return getter(name=full_name, shape=shape, dtype=dtype, **kwargs)

@@ -30,6 +30,7 @@ from .dims import DimRegistry
 from .errors import error_summary, user_location
 from .handlers.registry import target_name
 from .inputs import Inputs
+from .numeric import close, to_numpy
 from .runtime import layer_feed
 
 
@@ -88,7 +89,7 @@ class _Samples(TorchFunctionMode):
             self._counts[(loc, op)] = n + len(flat_tensors(out))
             f = self.by_key.get((loc, op, n))
             if f is not None:
-                self.values[f.layer] = layer_feed(f, f.sample(args, kwargs or {}, out).detach().cpu().numpy())
+                self.values[f.layer] = layer_feed(f, to_numpy(f.sample(args, kwargs or {}, out)))
         return out
 
 
@@ -129,8 +130,8 @@ def _check(batch: PaddedBatch, what: str, module: torch.nn.Module, kwargs: dict,
                                              layer_values=samples.values)
     except Exception as e:  # (e.g. an op without gradient in TF: reported as a failure)
         return [GradCheck(f"({what})", False, float("inf"), f"no gradient in TensorFlow: {error_summary(e)}")]
-    out = [_result(f"{key} ({what})", tf_vars.get(param_map[key]["tf_vars"][0]), w, atol, rtol)
-           for key, w in want.items()]
+    out = [_result(f"{key} ({what})", _torch_layout(tf_vars.get(param_map[key]["tf_vars"][0]), param_map[key]), w,
+                   atol, rtol) for key, w in want.items()]
     out += [_result(f"input {k} ({what})", tf_inputs.get(k), input_grads[k], atol, rtol, batch.valid(k))
             for k in floats]
     return out
@@ -161,7 +162,7 @@ def _torch_grads(batch: PaddedBatch, module, kwargs, outs, weights, out_dims, fl
                 sl = [slice(0, s) for s in t.shape]
                 sl[bax] = slice(b, b + 1)
                 mine = np.asarray(net_out)[tuple(sl)]
-                if mine.shape != tuple(t.shape) or not _same(mine, t.detach().numpy()):
+                if mine.shape != tuple(t.shape) or not close(mine, to_numpy(t), 1e-4, 1e-4):
                     return input_grads, ("the network's outputs on a padded batch are not each sequence's own "
                                          "(ops over the batch axis or depending on the padding)")
                 loss = loss + (t.double() * torch.from_numpy(w[tuple(sl)])).sum()
@@ -173,12 +174,10 @@ def _torch_grads(batch: PaddedBatch, module, kwargs, outs, weights, out_dims, fl
     return input_grads, ""
 
 
-def _same(got: np.ndarray, want: np.ndarray) -> bool:
-    g, w = got.astype(np.float64), want.astype(np.float64)
-    fin = np.isfinite(w)
-    if not np.array_equal(np.isfinite(g), fin):
-        return False
-    return bool(np.all(np.abs(g - w)[fin] <= 1e-4 * (1.0 + np.abs(w[fin]))))
+def _torch_layout(value: np.ndarray | None, entry: dict) -> np.ndarray | None:
+    """A variable's value (its gradient) in torch's layout (a ``param_map`` entry with a ``perm`` is transposed)."""
+    perm = entry.get("perm")
+    return value if value is None or not perm else np.transpose(value, np.argsort(perm))
 
 
 def flat_tensors(out: Any) -> list:

@@ -13,6 +13,7 @@ import torch
 
 from ._backend import batch_dim
 from .errors import CaptureError, OpSite, error_summary
+from .numeric import differences, to_numpy
 from .progress import Progress
 from .report import capture_html, report_html
 from .tensor import Ref, plain
@@ -96,6 +97,7 @@ class Recorder:
         self._counts: dict = {}  # (location, op) -> tensor results seen
         self.feeds: list[Feed] = []  # random values the network samples itself: torch's are fed in the parity run
         self._fed: set = set()  # ids of the fed layers
+        self._by_layer: dict[int, list[ParityRecord]] = {}  # id(layer) -> its records
 
     def next_key(self, site: OpSite) -> tuple:
         """The key of the next tensor result of ``site``'s op at its line: (location, op, n)."""
@@ -120,11 +122,17 @@ class Recorder:
         self._seen.add(key)
         fed = id(ref.layer) in self._fed
         unchecked = unchecked or _UNCHECKED.get(func) or (FED if fed else None)
-        self.records.append(ParityRecord(
+        self._by_layer.setdefault(id(ref.layer), []).append(ParityRecord(
             torch_op=site.op, module_path=site.module_path, layer="", ref=ref,
             value=None if unchecked else plain(value).detach().clone(), location=site.location,
             check=not unchecked, note="; ".join(filter(None, [unchecked or "", note])), key=op_key,
             timings=self.progress.layer_seconds, fed=fed))
+        self.records.append(self._by_layer[id(ref.layer)][-1])
+
+    def renamed(self, layer: Any) -> None:
+        """``layer`` got a new name (a module's result): its records show it."""
+        for rec in self._by_layer.get(id(layer), ()):
+            rec.layer = layer.name
 
     def timed(self, since: int, seconds: float) -> None:
         """An op converted in ``seconds``: its records (made since index ``since``) keep the time."""
@@ -340,7 +348,7 @@ def valid_mask(ref: Ref, lens: dict, full: np.ndarray | None = None) -> np.ndarr
 
 def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: float, mask=None) -> None:
     """Fill ``max_abs_diff``, ``max_rel_diff`` and ``ok`` of ``record`` (only where ``mask`` is True, if given)."""
-    expected = record.value.detach().cpu().numpy()
+    expected = to_numpy(record.value)
     got = np.asarray(returnn_value)
     if got.shape != expected.shape:
         record.ok = False
@@ -350,45 +358,9 @@ def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: 
     if mask is not None and mask.shape == expected.shape:
         expected, got = expected[mask], got[mask]
         record.note = "; ".join(filter(None, [record.note, "valid frames"]))
-    if expected.size == 0:
-        record.ok, record.max_abs_diff, record.max_rel_diff = True, 0.0, 0.0
-        return
-    if np.iscomplexobj(expected) or np.iscomplexobj(got):  # complex: real and imaginary parts compared
-        expected, got = as_real_pairs(expected), as_real_pairs(got)
-    if expected.dtype == np.bool_ or np.issubdtype(expected.dtype, np.integer):
-        e, g = expected.astype(np.int64), got.astype(np.int64)
-        diff = np.abs(g - e)
-        record.max_abs_diff = float(diff.max())
-        record.max_rel_diff = rel_diff(diff, e)
-        record.ok = record.max_abs_diff == 0
-        return
-    e = expected.astype(np.float64)
-    g = got.astype(np.float64)
-    finite = np.isfinite(e)
-    if not np.array_equal(np.isfinite(g), finite) or not np.array_equal(e[~finite], g[~finite], equal_nan=True):
-        record.ok, record.max_abs_diff, record.max_rel_diff = False, float("inf"), float("inf")
-        record.note = "; ".join(filter(None, [record.note, "NaN/inf at other places than torch's"]))
-        return
-    diff = np.abs(g[finite] - e[finite]) if finite.any() else np.zeros(1)
-    scale = float(np.abs(e[finite]).max()) if finite.any() else 0.0
-    record.max_abs_diff = float(diff.max())
-    record.max_rel_diff = rel_diff(diff, e[finite]) if finite.any() else 0.0
-    record.ok = record.max_abs_diff <= atol + rtol * scale
-
-
-def as_real_pairs(a: np.ndarray) -> np.ndarray:
-    """A complex array as (real, imaginary) pairs along a new last axis; a real one as (value, 0)."""
-    a = np.asarray(a)
-    return np.stack([a.real, a.imag if np.iscomplexobj(a) else np.zeros_like(a)], -1).astype(np.float64)
-
-
-def rel_diff(diff: np.ndarray, expected: np.ndarray) -> float:
-    """max ``diff / |expected|`` over the entries where ``expected`` is not 0 (0.0 if there are none;
-    an entry where torch is 0 shows in the abs diff only)."""
-    nonzero = expected != 0
-    if not nonzero.any():
-        return 0.0
-    return float((diff[nonzero] / np.abs(expected[nonzero])).max())
+    record.max_abs_diff, record.max_rel_diff, scale, why = differences(got, expected)
+    record.note = "; ".join(filter(None, [record.note, why]))
+    record.ok = not why and record.max_abs_diff <= atol + rtol * scale
 
 
 class NotebookView:

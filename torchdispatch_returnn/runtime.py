@@ -19,6 +19,7 @@ import torch
 from ._backend import Config, TFNetwork, ensure_returnn, quiet, tf
 from .dims import find_axis
 from .errors import CaptureError, InputSpecError, error_summary
+from .numeric import to_numpy
 from .tensor import MergedDim, Ref, expand_dims
 
 #: config variable holding the forward's argument kinds, so a fresh network takes the same arguments
@@ -199,7 +200,7 @@ def run_outputs(session: Any, feed: dict, fetches: list) -> Any:
 def _np(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         with torch._C.DisableTorchFunctionSubclass():
-            return x.detach().cpu().numpy()
+            return to_numpy(x)
     return np.asarray(x)
 
 

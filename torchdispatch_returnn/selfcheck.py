@@ -22,7 +22,7 @@ from .errors import error_summary, user_location
 from .gradcheck import PaddedBatch, flat_tensors
 from .handlers.registry import lookup, target_name
 from .inputs import Inputs
-from .parity import as_real_pairs
+from .numeric import close, to_numpy
 from .runtime import Feeder, Fetcher, layer_feed
 
 
@@ -55,7 +55,7 @@ class _Replay(TorchFunctionMode):
         written = out is None and args and isinstance(args[0], torch.Tensor)  # x[idx] = v: the updated x
         f = self.feeds.get(self.keep(target_name(func), args[0] if written else out))
         if f is not None:
-            self.fed[f.layer] = layer_feed(f, _np(f.sample(args, kwargs or {}, out)))
+            self.fed[f.layer] = layer_feed(f, to_numpy(f.sample(args, kwargs or {}, out)))
         return out
 
 
@@ -177,30 +177,16 @@ def _compare_all(what: str, records: list, values: dict, fetch: Fetcher, session
                 return SelfCheck(what, False, rec, f"fails in TensorFlow: {error_summary(e1)}", len(todo))
         return SelfCheck(what, False, todo[-1], f"fails in TensorFlow: {error_summary(e)}", len(todo))
     for rec, val in zip(todo, got):
-        want = _np(values[rec.key])
+        want = to_numpy(values[rec.key])
         val = np.asarray(val)
         if val.shape != want.shape:
             return SelfCheck(what, False, rec, f"shape {val.shape}, torch {want.shape}", len(todo))
-        if not _close(val, want, atol, rtol):
+        if not close(val, want, atol, rtol):
             diff = np.nanmax(np.abs(val.astype(np.float64) - want.astype(np.float64))) if want.size else 0.0
             return SelfCheck(what, False, rec, f"max abs diff {diff:.3g}", len(todo))
     return SelfCheck(what, True, compared=len(todo),
                      detail=f"{len(missing)} op(s) of the capture not run by torch here (a branch on values)"
                      if missing else "")
-
-
-def _close(got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> bool:
-    if np.iscomplexobj(got) or np.iscomplexobj(want):
-        got, want = as_real_pairs(got), as_real_pairs(want)
-    if want.dtype == np.bool_ or np.issubdtype(want.dtype, np.integer):
-        return bool(np.array_equal(got, want))
-    g, w = got.astype(np.float64), want.astype(np.float64)
-    fin = np.isfinite(w)
-    if not np.array_equal(np.isfinite(g), fin) or not np.array_equal(g[~fin], w[~fin], equal_nan=True):
-        return False
-    if not fin.any():
-        return True
-    return float(np.abs(g[fin] - w[fin]).max()) <= atol + rtol * float(np.abs(w[fin]).max())
 
 
 # -- the padded batch ------------------------------------------------------------------------------------
@@ -224,7 +210,7 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
     whole = flat_tensors(replay(module, tuple(full.call(None, [])[0]), kwargs)[0])
     for b in range(batch.n):  # each sequence alone gives its row of the whole batch: no op mixes the batch
         for t, a, ax in zip(whole, alone[b], axes):
-            if not _close(_np(t.narrow(ax, b, 1)), _np(a), atol, rtol):
+            if not close(to_numpy(t.narrow(ax, b, 1)), to_numpy(a), atol, rtol):
                 return [SelfCheck(what, None, detail="skipped: torch's outputs on a batch are not each sequence's "
                                   "own (an op over the batch axis)")]
     seq_lens = {n: np.asarray(v) for n, v in batch.lens.items()
@@ -232,12 +218,12 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
     feed = feeder.feed(batch.forward_args(), seq_lens=seq_lens)
     got = session.run([fetch(r) for r in outputs], feed_dict=feed)
     bad = next((b for b in range(batch.n) for v, (t, ax) in zip(got, zip(flat_tensors(runs[b][0]), axes))
-                if not _close(_row(np.asarray(v), ax, b, t.shape), _np(t), atol, rtol)), None)
+                if not close(_row(np.asarray(v), ax, b, t.shape), to_numpy(t), atol, rtol)), None)
     if bad is None:
         return [SelfCheck(what, True, compared=len(outputs) * batch.n)]
     zeros = PaddedBatch(inputs, dims, args, positions, padded=True, fill=0.0)
     own = flat_tensors(replay(module, tuple(zeros.call(None, [])[0]), kwargs)[0])
-    if any(not _close(_row(_np(t), ax, b, a.shape), _np(a), atol, rtol)
+    if any(not close(_row(to_numpy(t), ax, b, a.shape), to_numpy(a), atol, rtol)
            for b in range(batch.n) for t, a, ax in zip(own, flat_tensors(runs[b][0]), axes)):
         return [SelfCheck(what, None, detail="skipped: torch's own outputs on a padded batch depend on the padding "
                           "(they differ from torch on each sequence alone)")]
@@ -250,9 +236,9 @@ def _first_padded_diff(what: str, records: list, values: dict, b: int, fetch: Fe
     todo = [r for r in records if r.check and r.key in values and _batch_axis_of(r.ref) is not None]
     got = session.run([fetch(r.ref) for r in todo], feed_dict=feed)
     for rec, v in zip(todo, got):
-        want = _np(values[rec.key])
+        want = to_numpy(values[rec.key])
         mine = _row(np.asarray(v), _batch_axis_of(rec.ref), b, want.shape)
-        if mine.shape != want.shape or not _close(mine, want, atol, rtol):
+        if mine.shape != want.shape or not close(mine, want, atol, rtol):
             return SelfCheck(what, False, rec, f"sequence {b} differs from torch run on it alone"
                              f"{'' if mine.shape == want.shape else f' (shape {mine.shape}, torch {want.shape})'}",
                              len(todo))
@@ -275,8 +261,3 @@ def _row(value: np.ndarray, ax: int, b: int, shape: tuple) -> np.ndarray:
     idx = [slice(0, s) for s in shape]
     idx[ax] = slice(b, b + 1)
     return value[tuple(idx)]
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    """A torch value as numpy (conjugate and negative views resolved: numpy takes neither)."""
-    return t.detach().resolve_conj().resolve_neg().cpu().numpy()

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .capture import Capture, returnn_capture
+from .numeric import to_numpy
 from .runtime import ConfigNetwork
 
 __all__ = ["assert_converts"]
@@ -237,7 +238,7 @@ def _check_padded(model, net, fresh, spec: _Spec, seq_lens, batch_axes, rtol, at
 def _compare(got: list, want: list, rtol: float, atol: float, what: str, shapes_only: bool = False) -> None:
     assert len(got) == len(want), f"{what}: {len(got)} outputs, torch has {len(want)}"
     for j, (g, w) in enumerate(zip(got, want)):
-        g, w = np.asarray(g), w.detach().resolve_conj().resolve_neg().cpu().numpy()
+        g, w = np.asarray(g), to_numpy(w)
         assert g.shape == w.shape, f"{what}, output {j}: shape {g.shape}, torch {w.shape}"
         if shapes_only:
             continue

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..tensor import MergedDim
 from .common import apply_mask, causal_mask, linear_ref, lit, matmul_ref, slice_ref, softmax_ref
+from .linear import linear_layer
 from .registry import handles
 
 
@@ -54,25 +55,15 @@ def multi_head_attention_forward(ctx, query, key, value, embed_dim_to_check, num
         raise NotImplementedError("unbatched multi-head attention")
     e = q_in.shape[2]
     h = num_heads
-    if use_separate_proj_weight:
-        ws = [ctx.ref(q_proj_weight), ctx.ref(k_proj_weight), ctx.ref(v_proj_weight)]
+    packed = _packed_self_attention(ctx, query, key, value, q_in, in_proj_weight, in_proj_bias, e, h) \
+        if not use_separate_proj_weight else None
+    if packed is not None:
+        q, k, v = packed
+        head, hd = q.dims[2], q.dims[3]
+        q, k, v = (ctx.transpose_to(r, [r.dims[1], head, r.dims[0], hd]) for r in (q, k, v))
     else:
-        w = ctx.ref(in_proj_weight)
-        ws = [slice_ref(ctx, w, 0, i * e, (i + 1) * e) for i in range(3)]
-    bs = [None] * 3
-    if in_proj_bias is not None:
-        b = ctx.ref(in_proj_bias)
-        bs = [slice_ref(ctx, b, 0, i * e, (i + 1) * e) for i in range(3)]
-    q, k, v = (linear_ref(ctx, x, w, b) for x, w, b in zip((q_in, k_in, v_in), ws, bs))
-    head = ctx.dims.static(h, f"{ctx.op_name}_heads")
-    hd = ctx.dims.static(e // h, f"{ctx.op_name}_head_dim")
-
-    def heads(r):  # (T, B, E) -> (B, H, T, Dh)
-        s = ctx.layer({"class": "split_dims", "from": r, "axis": r.dims[2], "dims": [head, hd]},
-                      [r.dims[0], r.dims[1], head, hd], dtype=r.dtype)
-        return ctx.transpose_to(s, [s.dims[1], head, s.dims[0], hd])
-
-    q, k, v = heads(q), heads(k), heads(v)
+        q, k, v, head, hd = _projections(ctx, q_in, k_in, v_in, in_proj_weight, in_proj_bias, use_separate_proj_weight,
+                                         q_proj_weight, k_proj_weight, v_proj_weight, e, h)
     q = ctx.eval(f"source(0) * {lit(1.0 / math.sqrt(e // h))}", [q], q.dims, dtype=q.dtype)
     kt = ctx.transpose_to(k, [k.dims[0], head, hd, k.dims[2]])
     scores = matmul_ref(ctx, q, kt)  # (B, H, T, S)
@@ -96,10 +87,12 @@ def multi_head_attention_forward(ctx, query, key, value, embed_dim_to_check, num
     att = softmax_ref(ctx, scores, 3)
     ctxv = matmul_ref(ctx, att, v)  # (B, H, T, Dh)
     ctxv = ctx.transpose_to(ctxv, [ctxv.dims[2], ctxv.dims[0], head, hd])
-    merged_dim = ctx.dims.static(e, f"{ctx.op_name}_embed")
+    merged_dim = ctx.dims.shared.merged([head, hd]) or ctx.dims.static(e, f"{ctx.op_name}_embed")
     merged = ctx.layer({"class": "merge_dims", "from": ctxv, "axes": [head, hd], "out_dim": merged_dim},
                        [ctxv.dims[0], ctxv.dims[1], merged_dim], dtype=ctxv.dtype)
-    out = linear_ref(ctx, merged, ctx.ref(out_proj_weight), out_proj_bias)
+    out = linear_layer(ctx, merged, out_proj_weight, out_proj_bias)
+    if out is None:
+        out = linear_ref(ctx, merged, ctx.ref(out_proj_weight), out_proj_bias)
     if not need_weights:
         return out, None
     if average_attn_weights:
@@ -108,3 +101,44 @@ def multi_head_attention_forward(ctx, query, key, value, embed_dim_to_check, num
     else:
         weights = att
     return out, weights
+
+
+def _packed_self_attention(ctx, query, key, value, x, in_proj_weight, in_proj_bias, e, h):
+    """Self-attention (query, key and value one tensor) with the module's packed in-projection: one ``linear``
+    layer (3E outputs) holding ``in_proj_weight``/``in_proj_bias``, split into (3, heads, head dim), and q, k, v
+    picked from it as (T, B, H, Dh); None where the weights are not the module's own."""
+    if not (query is key is value):
+        return None
+    proj = linear_layer(ctx, x, in_proj_weight, in_proj_bias)
+    if proj is None:
+        return None
+    three, head, hd = ctx.dims.shared.split(proj.dims[2], [3, h, e // h], f"{ctx.op_name}_qkv", avoid=proj.dims[:2])
+    s = ctx.layer({"class": "split_dims", "from": proj, "axis": proj.dims[2], "dims": [three, head, hd]},
+                  [proj.dims[0], proj.dims[1], three, head, hd], dtype=proj.dtype)
+    return [ctx.layer({"class": "gather", "from": s, "axis": three, "position": i}, [s.dims[0], s.dims[1], head, hd],
+                      dtype=s.dtype) for i in range(3)]
+
+
+def _projections(ctx, q_in, k_in, v_in, in_proj_weight, in_proj_bias, separate, q_proj_weight, k_proj_weight,
+                 v_proj_weight, e, h):
+    """q, k, v as (B, H, T, Dh) and the heads and head-size dims, from weights as ``variable`` layers."""
+    if separate:
+        ws = [ctx.ref(q_proj_weight), ctx.ref(k_proj_weight), ctx.ref(v_proj_weight)]
+    else:
+        w = ctx.ref(in_proj_weight)
+        ws = [slice_ref(ctx, w, 0, i * e, (i + 1) * e) for i in range(3)]
+    bs = [None] * 3
+    if in_proj_bias is not None:
+        b = ctx.ref(in_proj_bias)
+        bs = [slice_ref(ctx, b, 0, i * e, (i + 1) * e) for i in range(3)]
+    q, k, v = (linear_ref(ctx, x, w, b) for x, w, b in zip((q_in, k_in, v_in), ws, bs))
+    head = ctx.dims.static(h, f"{ctx.op_name}_heads")
+    hd = ctx.dims.static(e // h, f"{ctx.op_name}_head_dim")
+
+    def heads(r):  # (T, B, E) -> (B, H, T, Dh)
+        s = ctx.layer({"class": "split_dims", "from": r, "axis": r.dims[2], "dims": [head, hd]},
+                      [r.dims[0], r.dims[1], head, hd], dtype=r.dtype)
+        return ctx.transpose_to(s, [s.dims[1], head, s.dims[0], hd])
+
+    q, k, v = heads(q), heads(k), heads(v)
+    return q, k, v, head, hd

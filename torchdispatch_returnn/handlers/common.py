@@ -147,6 +147,10 @@ def mask_padding(ctx, r: Ref, dim: Dim, value: float = 0.0) -> Ref:
     """``r`` with the padding frames of the dynamic ``dim`` set to ``value``."""
     if not r.dtype.is_floating_point or not any(d.is_batch_dim() for d in r.dims):
         return r
+    desc = r.layer.desc or {}
+    if desc.get("class") in ("softmax_over_spatial", "seq_len_mask") and desc.get("axis") is dim and \
+            desc.get("mask_value", 0.0) == value and r.layer.alias is None:
+        return r  # (its padding is ``value`` already: a softmax over ``dim`` gives 0 there)
     return ctx.layer({"class": "seq_len_mask", "from": r, "axis": dim, "mask_value": float(value)}, r.dims,
                      dtype=r.dtype)
 

@@ -1,6 +1,7 @@
 """Convolutions: F.conv1d/2d/3d (stride, int/tuple/"same"/"valid" padding, dilation, groups, bias
 or not) and F.conv_transpose1d/2d (also groups and dilation, by an equivalent dense kernel), as
-RETURNN ``conv``/``transposed_conv`` with the torch weight (a variable layer) as filter. Output
+RETURNN ``conv`` holding the module's weight and bias (or with the torch weight, a variable layer, as
+filter) and ``transposed_conv``. Output
 lengths of dynamic axes are derived dims."""
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ def _bias(ctx, bias, out_dim):
 
 def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
     r = ctx.ref(x)
-    w = ctx.ref(weight, prefer=[None, r.dims[1] if groups == 1 and r.ndim == n + 2 else None])
-    if r.dtype != w.dtype:
+    if r.dtype != weight.dtype:
         raise NotImplementedError("conv with input and weight of different dtypes")
     stride, dilation = ntuple(stride, n), ntuple(dilation, n)
-    ks = [w.shape[2 + i] for i in range(n)]
+    ks = [int(weight.shape[2 + i]) for i in range(n)]
     if isinstance(padding, str):
         if padding == "same":
             pads = [d * (k - 1) for k, d in zip(ks, dilation)]
@@ -45,8 +45,16 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
     else:
         pads = list(ntuple(padding, n))
     if r.ndim == n + 1:
-        return _unbatched_conv(ctx, n, r, w, bias, stride, pads, dilation, groups)
+        return _unbatched_conv(ctx, n, r, ctx.ref(weight), bias, stride, pads, dilation, groups)
     spatial = list(r.dims[2:])
+    out_spatial = [out_len_dim(ctx, spatial[i], r.shape[2 + i], ks[i], stride[i], 2 * pads[i], dilation[i])
+                   for i in range(n)]
+    if not (any(d > 1 for d in dilation) and (n >= 2 or any(st > 1 for st in stride))) and \
+            not (groups > 1 and (groups < r.shape[1] or n == 3)):
+        y = _conv_layer(ctx, r, weight, bias, out_spatial, ks, stride, pads, dilation, groups)
+        if y is not None:
+            return y
+    w = ctx.ref(weight, prefer=[None, r.dims[1] if groups == 1 else None])
     out_dim = w.dims[0]
     if any(d > 1 for d in dilation) and (n >= 2 or any(st > 1 for st in stride)):
         # RETURNN's 2-D dilated conv fails (TF loses static shapes), its strided dilated depthwise conv
@@ -59,8 +67,6 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
         w, groups = _dense_grouped_kernel(ctx, w, groups, r.dims[1]), 1
     in_dim = r.dims[1] if groups == 1 else ctx.dims.static_derived("floordiv", r.dims[1], groups)
     w = ctx.rename(w, {w.dims[1]: in_dim})
-    out_spatial = [out_len_dim(ctx, spatial[i], r.shape[2 + i], ks[i], stride[i], 2 * pads[i], dilation[i])
-                   for i in range(n)]
     d = {"class": "conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": spatial, "out_dim": out_dim,
          "out_spatial_dims": out_spatial, "filter_size": list(w.dims[2:]), "filter": w,
          "padding": pads if any(pads) else "valid", "strides": list(stride), "dilation_rate": list(dilation),
@@ -68,6 +74,36 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
     if bias is not None:
         d["bias"] = _bias(ctx, bias, out_dim)
     return ctx.layer(d, [r.dims[0], out_dim] + out_spatial)
+
+
+def _conv_layer(ctx, r, weight, bias, out_spatial, ks, stride, pads, dilation, groups):
+    """RETURNN's ``conv`` holding the module's weight (as its ``W``: filter sizes + (in / groups, out), torch's
+    layout transposed) and bias, initialised as torch's module would; a module called again reuses its
+    layer's params. None where they are not a module's own float32 parameters."""
+    owner = ctx.param_owner({"W": weight, "bias": bias})
+    if owner is None or r.dtype != torch.float32:
+        return None
+    n = len(ks)
+    if owner is True:
+        out_dim = ctx.dims.shared.feature(int(weight.shape[0]), f"{ctx.op_name}_out", avoid=r.dims)
+    else:
+        out_dim = owner.desc["out_dim"]
+        out_dim = ctx.twin(out_dim) if any(out_dim is x for x in r.dims) else out_dim
+    d = {"class": "conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": list(r.dims[2:]), "out_dim": out_dim,
+         "out_spatial_dims": out_spatial, "filter_size": list(ks), "padding": pads if any(pads) else "valid",
+         "strides": list(stride), "dilation_rate": list(dilation), "groups": groups, "with_bias": bias is not None,
+         "use_time_mask": True}
+    if owner is True:
+        for key, t in (("forward_weights_init", weight), ("bias_init", bias)):
+            init = ctx.param_init(t) if t is not None else None
+            if init is not None:
+                d[key] = init
+    else:
+        d["reuse_params"] = owner
+    y = ctx.layer(d, [r.dims[0], out_dim] + list(out_spatial))
+    if owner is True:
+        ctx.own(y, {"W": weight, "bias": bias}, perms={"W": list(range(2, n + 2)) + [1, 0]})
+    return y
 
 
 def _unbatched_conv(ctx, n, r, w, bias, stride, pads, dilation, groups):

@@ -1,10 +1,12 @@
-"""Linear algebra: matmul/@, bmm, mm, mv, F.linear, einsum (all as RETURNN ``dot``)."""
+"""Linear algebra: F.linear (a RETURNN ``linear`` layer holding the module's weight and bias, or a ``dot``),
+matmul/@, bmm, mm, mv, einsum (RETURNN ``dot``)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from ..tensor import MergedDim
 from .common import T, dot, linear_ref, lit, matmul_ref, reduce_ref
 from .registry import handles
 
@@ -24,12 +26,46 @@ def rmatmul(ctx, a, b):
 
 @handles(F.linear)
 def linear(ctx, x, weight, bias=None):
-    """x @ weight.T + bias."""
+    """x @ weight.T + bias: a ``linear`` layer where the weight (and bias) are a module's parameters."""
     r = ctx.ref(x)
+    layer = linear_layer(ctx, r, weight, bias)
+    if layer is not None:
+        return layer
     w = ctx.ref(weight, prefer=[None, r.dims[-1]])
     if w.ndim == 1:
         return matmul_ref(ctx, r, w)
     return linear_ref(ctx, r, w, bias)
+
+
+def linear_layer(ctx, r, weight, bias):
+    """RETURNN's ``linear`` over the last axis of ``r`` with ``weight`` (out, in) as its ``W`` (torch's layout:
+    ``use_transposed_weights``) and ``bias`` as ``b``, initialised as torch's module would; a module called
+    again reuses its layer's params. None where the layer cannot hold them (not a module's float32
+    parameter, or one some other op uses too)."""
+    d_in = r.dims[-1] if r.ndim else None
+    if weight.dim() != 2 or d_in is None or isinstance(d_in, MergedDim) or d_in.is_dynamic() or \
+            d_in.is_batch_dim() or r.dtype != torch.float32:
+        return None
+    owner = ctx.param_owner({"W": weight, "b": bias})
+    if owner is None:
+        return None
+    n_out = int(weight.shape[0])
+    d = {"class": "linear", "from": r, "in_dim": d_in, "use_transposed_weights": True, "with_bias": bias is not None}
+    if owner is True:
+        out = ctx.dims.shared.feature(n_out, f"{ctx.op_name}_out", avoid=r.dims[:-1])
+        for key, t in (("forward_weights_init", weight), ("bias_init", bias)):
+            init = ctx.param_init(t) if t is not None else None
+            if init is not None:
+                d[key] = init
+    else:
+        out = owner.desc["out_dim"]
+        out = ctx.twin(out) if any(out is x for x in r.dims[:-1]) else out
+        d["reuse_params"] = owner
+    d["out_dim"] = out
+    y = ctx.layer(d, list(r.dims[:-1]) + [out])
+    if owner is True:
+        ctx.own(y, {"W": weight, "b": bias})
+    return y
 
 
 def _expand_ellipsis(terms, rhs, ndims):

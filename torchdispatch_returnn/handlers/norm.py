@@ -1,12 +1,13 @@
-"""Normalisation: F.layer_norm, F.batch_norm (running statistics), F.group_norm,
-F.instance_norm (no running stats), F.normalize, as reduce + eval layers with the torch
-parameters as variables."""
+"""Normalisation: F.layer_norm (RETURNN ``layer_norm``/``norm`` holding the module's parameters, else reduce +
+eval layers), F.batch_norm (running statistics), F.group_norm, F.instance_norm (no running stats),
+F.normalize, as reduce + eval layers with the torch parameters as variables."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from ..tensor import MergedDim
 from .common import SAFE_SQRT, lit, reduce_ref
 from .registry import handles
 
@@ -40,8 +41,37 @@ def layer_norm(ctx, input, normalized_shape, weight=None, bias=None, eps=1e-5):
     r = ctx.cast(ctx.ref(input), ctx.out.dtype)
     n = len(normalized_shape)
     axes = list(range(r.ndim - n, r.ndim))
+    y = _norm_layer(ctx, r, axes, weight, bias, eps)
+    if y is not None:
+        return y
     y = normalize_over(ctx, r, axes, eps)
     return _affine(ctx, y, weight, bias, axes)
+
+
+def _norm_layer(ctx, r, axes, weight, bias, eps):
+    """RETURNN's ``layer_norm`` (one axis, scale and bias) or ``norm`` over the static ``axes`` of ``r``, holding
+    the module's weight and bias as its ``scale`` and ``bias``; None where they are not a module's own
+    parameters (see ``ctx.param_owner``) or an axis is not a static one."""
+    dims = [r.dims[a] for a in axes]
+    if r.dtype != torch.float32 or any(isinstance(d, MergedDim) or d.is_dynamic() or d.is_batch_dim() for d in dims):
+        return None
+    params = {k: t for k, t in (("scale", weight), ("bias", bias)) if t is not None}
+    owner = ctx.param_owner(params) if params else True
+    if owner is None:
+        return None
+    if len(dims) == 1 and len(params) == 2:
+        d = {"class": "layer_norm", "from": r, "in_dim": dims[0], "epsilon": float(eps)}
+    else:
+        d = {"class": "norm", "from": r, "axes": dims, "scale": weight is not None, "bias": bias is not None,
+             "epsilon": float(eps)}
+        if params:
+            d["param_shape"] = dims
+    if owner is not True:
+        d["reuse_params"] = owner
+    y = ctx.layer(d, r.dims)
+    if owner is True and params:
+        ctx.own(y, params)
+    return y
 
 
 @handles(F.batch_norm)

@@ -67,8 +67,10 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
             new_dims.update(produced)
             continue
         if len(in_dims) > 1:
-            merged = hints[gj[0]] if len(gj) == 1 and hints[gj[0]] is not None else _product_dim(ctx, in_dims)
             axes_pos = [_pos(r.dims, d) for d in in_dims]
+            others = [d for k, d in enumerate(r.dims) if k not in axes_pos]
+            merged = hints[gj[0]] if len(gj) == 1 and hints[gj[0]] is not None else \
+                ctx.dims.shared.merged(list(in_dims), avoid=others) or _product_dim(ctx, in_dims)
             dims = [d for k, d in enumerate(r.dims) if k not in axes_pos]
             dims.insert(min(axes_pos), merged)
             r = ctx.layer({"class": "merge_dims", "from": r, "axes": in_dims, "out_dim": merged}, dims,
@@ -79,7 +81,7 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
         if len(gj) == 1:
             new_dims[gj[0]] = src
             continue
-        parts = _split_dims(ctx, src, [out_shape[k] for k in gj], [hints[k] for k in gj])
+        parts = _split_dims(ctx, src, [out_shape[k] for k in gj], [hints[k] for k in gj], r.dims)
         pos = _pos(r.dims, src)
         dims = list(r.dims[:pos]) + parts + list(r.dims[pos + 1:])
         r = ctx.layer({"class": "split_dims", "from": r, "axis": src, "dims": parts}, dims, dtype=r.dtype)
@@ -176,7 +178,9 @@ def _product_dim(ctx, dims):
     return out if not isinstance(out, int) else ctx.dims.static(out, "merged")
 
 
-def _split_dims(ctx, src, sizes, hints):
+def _split_dims(ctx, src, sizes, hints, others=()):
+    if not src.is_dynamic() and all(h is None for h in hints):  # split as before: the same parts (heads of q, k, v)
+        return ctx.dims.shared.split(src, sizes, f"{ctx.op_name}_split", avoid=others)
     if not src.is_dynamic():
         return [h if h is not None else ctx.dims.static(s, f"{ctx.op_name}_split") for h, s in zip(hints, sizes)]
     # a dynamic axis split into parts: all but one part must be static (e.g. frame stacking T -> T//k, k)

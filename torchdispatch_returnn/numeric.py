@@ -1,0 +1,58 @@
+"""Comparing the network's values with torch's: one conversion of torch values to numpy and one
+NaN-aware closeness rule, used by the parity check, the self-checks and the gradient check."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A torch value as numpy (conjugate and negative views resolved: numpy takes neither)."""
+    return t.detach().resolve_conj().resolve_neg().cpu().numpy()
+
+
+def as_real_pairs(a: np.ndarray) -> np.ndarray:
+    """A complex array as (real, imaginary) pairs along a new last axis; a real one as (value, 0)."""
+    a = np.asarray(a)
+    return np.stack([a.real, a.imag if np.iscomplexobj(a) else np.zeros_like(a)], -1).astype(np.float64)
+
+
+def rel_diff(diff: np.ndarray, expected: np.ndarray) -> float:
+    """max ``diff / |expected|`` over the entries where ``expected`` is not 0 (0.0 if there are none;
+    an entry where torch is 0 shows in the abs diff only)."""
+    nonzero = expected != 0
+    if not nonzero.any():
+        return 0.0
+    return float((diff[nonzero] / np.abs(expected[nonzero])).max())
+
+
+def differences(got: np.ndarray, want: np.ndarray) -> tuple[float, float, float, str]:
+    """(max abs diff, max rel diff, the scale: max |want| over finite entries, why they differ outright) of
+    same-shaped arrays: complex values as real pairs, ints and bools exactly, NaN/inf where torch has them."""
+    if np.iscomplexobj(got) or np.iscomplexobj(want):
+        got, want = as_real_pairs(got), as_real_pairs(want)
+    if want.size == 0:
+        return 0.0, 0.0, 0.0, ""
+    if want.dtype == np.bool_ or np.issubdtype(want.dtype, np.integer):
+        e, g = want.astype(np.int64), np.asarray(got).astype(np.int64)
+        diff = np.abs(g - e)
+        return float(diff.max()), rel_diff(diff, e), 0.0, ""
+    e, g = want.astype(np.float64), np.asarray(got).astype(np.float64)
+    fin = np.isfinite(e)
+    if not np.array_equal(np.isfinite(g), fin) or not np.array_equal(e[~fin], g[~fin], equal_nan=True):
+        return float("inf"), float("inf"), 0.0, "NaN/inf at other places than torch's"
+    if not fin.any():
+        return 0.0, 0.0, 0.0, ""
+    diff = np.abs(g[fin] - e[fin])
+    return float(diff.max()), rel_diff(diff, e[fin]), float(np.abs(e[fin]).max()), ""
+
+
+def close(got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> bool:
+    """``got`` agrees with torch's ``want``: max abs diff <= atol + rtol * max |want| (finite entries), the
+    same NaN/inf places, ints and bools equal."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return False
+    abs_diff, _, scale, why = differences(got, want)
+    return not why and abs_diff <= atol + rtol * scale

@@ -1,0 +1,56 @@
+"""Dims that several layers share, so a written config declares about as many dims as a person would:
+one per size origin instead of one per op.
+
+- **Model dims**: one static dim per size, the first known one: an input's static axis, else the
+  first ``linear`` output of that size. A ``Linear(256, 256)`` after an input of 256 features gives
+  its output that input's dim, so the residual add after it needs no rename, and every block's
+  feed-forward hidden axis is one dim.
+- **Splits**: a static axis split the same way again gets the same parts (the heads and head size
+  of q, k and v are one pair of dims), and merging exactly those parts gives the axis back.
+
+Owned by the capture's :class:`~torchdispatch_returnn.dims.DimRegistry` (``dims.shared``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import Dim
+
+
+class SharedDims:
+    """The shared dims of one capture (see the module docstring)."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+        self._features: dict[int, Dim] = {}  # size -> the model's dim of that size
+        self._splits: dict[tuple, tuple[Dim, list[Dim]]] = {}  # (id(axis), sizes) -> (axis, parts)
+        self._merged: dict[tuple, Dim] = {}  # ids of parts -> the axis they were split from
+
+    def feature(self, size: int, name: str, avoid: Any = (), dim: Dim | None = None) -> Dim:
+        """The model's dim of ``size`` (``dim``, an input's axis, if none is known yet); a new dim (the model's
+        if it has none of that size) where the known one is one of ``avoid`` (the tensor's other axes)."""
+        d = self._features.get(size)
+        if d is None or any(d is a for a in avoid):
+            d = dim or self._registry.static(size, name)
+            self._registry.mark_plain(d)
+            self._features.setdefault(size, d)
+        return d
+
+    def split(self, axis: Dim, sizes: list[int], name: str, avoid: Any = ()) -> list[Dim]:
+        """The parts of the static ``axis`` split into ``sizes``: the same dims as the last time it was split
+        so, unless one of them is in ``avoid`` (the tensor's other axes)."""
+        key = (id(axis), tuple(int(s) for s in sizes))
+        known = self._splits.get(key)
+        if known is not None and known[0] is axis and not any(p is a for p in known[1] for a in avoid):
+            return list(known[1])
+        parts = [self._registry.static(s, f"{name}{k}") for k, s in enumerate(sizes)]
+        if known is None:
+            self._splits[key] = (axis, parts)
+            self._merged[tuple(map(id, parts))] = axis
+        return parts
+
+    def merged(self, parts: list[Dim], avoid: Any = ()) -> Dim | None:
+        """The axis ``parts`` were split from (merging them gives it back), unless it is in ``avoid``."""
+        axis = self._merged.get(tuple(map(id, parts)))
+        return None if axis is None or any(axis is a for a in avoid) else axis
