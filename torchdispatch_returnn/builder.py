@@ -22,8 +22,8 @@ import torch
 from ._backend import Config, Dim, Tensor, TFNetwork, batch_dim, quiet, tf_dtype
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
-from .inits import torch_init
 from .naming import ModuleScopes, Namer, role_of
+from .params import HeldParams, scope_of
 from .progress import Progress
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
 
@@ -55,8 +55,7 @@ class Builder:
         self.param_owners = scopes.param_owners  # id(parameter/buffer) -> the module holding it
         self.train = train
         self.network: TFNetwork | None = None
-        self._params: dict[str, tuple] = {}  # state_dict key -> (layer, TF scope or "", name, perm or None)
-        self._owned: dict[int, tuple] = {}  # id(param) -> (param, owning layer, name, perm or None)
+        self.held = HeldParams(self.param_names, self.param_owners)  # which layer holds each parameter
         self.var_values: list[tuple[Layer, str | None, np.ndarray]] = []  # (layer, param name, value to load)
         self.layers: list[Layer] = []  # every layer, in creation order
         self._built = 0  # layers[:_built] are constructed (or need no construction)
@@ -240,60 +239,32 @@ class Builder:
         if key is None:
             ref = self.constant(plain(t).detach().clone(), tuple(dims) if dims is not None else None, scope)
         else:
-            init = torch_init(self.param_owners.get(id(t)), key.rsplit(".", 1)[-1], tuple(t.shape))
+            init = self.held.init(t)
             if init is None and not isinstance(t, torch.nn.Parameter) and t.numel() <= BUFFER_INIT_MAX_NUMEL:
                 init = plain(t).detach().cpu().numpy()  # a buffer (e.g. a sinusoid table): its value
             elif init is None and t.dim() >= 2:
                 init = "glorot_uniform"  # RETURNN's default for weights
-            owned = self._owned.get(id(t))
-            if owned is not None and owned[0] is t:  # held by a layer (linear's W): a variable sharing it
-                ref = self._variable(key, plain(t).detach().clone(), True, prefer, None, reuse=owned[1:])
+            owned = self.held.holder(t)
+            if owned is not None:  # held by a layer (linear's W): a variable sharing it
+                ref = self._variable(key, plain(t).detach().clone(), True, prefer, None, reuse=owned)
             else:
                 ref = self._variable(key, plain(t).detach().clone(), isinstance(t, torch.nn.Parameter), prefer, init)
-                self._params[key] = (ref.layer, _scope_of(key), key.rsplit(".", 1)[-1], None)
+                self.held.variable(key, ref.layer)
         self._tensor_refs[id(t)] = (t, ref)
         return ref
 
     @property
     def param_map(self) -> dict[str, dict]:
         """state_dict key -> {"tf_vars": [TF variable name], "layer": the layer holding it, "transform"}."""
-        return {key: {"tf_vars": [f"{scope or layer.path}/{name}"], "layer": layer.path, **_transform(perm)}
-                for key, (layer, scope, name, perm) in self._params.items()}
-
-    def param_init(self, t: torch.Tensor) -> float | str | None:
-        """The initializer torch's module would give the parameter ``t`` (see :mod:`.inits`)."""
-        key = self.param_names.get(id(t))
-        return None if key is None else torch_init(self.param_owners.get(id(t)), key.rsplit(".", 1)[-1],
-                                                   tuple(t.shape))
+        return self.held.param_map()
 
     def owner(self, params: dict[str, torch.Tensor | None]) -> Layer | bool | None:
-        """Whether one layer may hold ``params`` ({RETURNN param name: torch parameter or None}) as its own
-        variables (torch's layout): True if each is a float32 parameter of a captured module that no layer
-        uses yet; the layer that already holds all of them under these names (a module called again: its
-        layer's params are reused); else None (the op uses them as ``variable`` layers)."""
-        ts = {k: t for k, t in params.items() if t is not None}
-        if not ts or any(not isinstance(t, torch.nn.Parameter) or t.dtype != torch.float32
-                         or id(t) not in self.param_names for t in ts.values()):
-            return None
-        if all(id(t) not in self._owned and id(t) not in self._tensor_refs for t in ts.values()):
-            return True
-        held = {k: self._owned.get(id(t)) for k, t in ts.items()}
-        layers = {id(h[1]) for h in held.values() if h is not None}
-        if len(layers) == 1 and all(h is not None and h[0] is ts[k] and h[2] == k for k, h in held.items()):
-            return next(iter(held.values()))[1]
-        return None
+        """Whether one layer may hold ``params`` (see :meth:`HeldParams.owner`)."""
+        return self.held.owner(params, self._tensor_refs)
 
     def own(self, ref: Ref, params: dict[str, torch.Tensor | None], perms: dict[str, list] | None = None) -> None:
-        """The layer of ``ref`` holds ``params`` (see :meth:`owner`) as its variables of these names; ``perms``:
-        {name: perm} for a variable stored transposed (RETURNN axis i is torch axis perm[i], conv's W)."""
-        for name, t in params.items():
-            if t is None:
-                continue
-            perm = (perms or {}).get(name)
-            self._owned[id(t)] = (t, ref.layer, name, perm)
-            self._params[self.param_names[id(t)]] = (ref.layer, "", name, perm)
-            value = plain(t).detach().cpu().numpy()
-            self.var_values.append((ref.layer, name, value.transpose(perm) if perm else value))
+        """The layer of ``ref`` holds ``params`` (see :meth:`HeldParams.own`); their values are loaded into it."""
+        self.var_values += self.held.own(ref.layer, params, perms)
 
     def _variable(self, key: str, value: torch.Tensor, trainable: bool, prefer=None, init=None,
                   reuse: tuple | None = None) -> Ref:
@@ -303,7 +274,7 @@ class Builder:
             ok = p is not None and p.is_static() and p.dimension == s and not any(p is d for d in dims) \
                 and self.dims.is_plain(p)  # RETURNN takes no derived dim as a parameter shape
             dims.append(p if ok else self.dims.static(s, f"{key}:{i}"))
-        d = {"class": "variable", "shape": list(dims), "trainable": trainable, "name_scope": _scope_of(key),
+        d = {"class": "variable", "shape": list(dims), "trainable": trainable, "name_scope": scope_of(key),
              "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
         if reuse is not None:  # the variable of the layer holding it (``reuse_params``), in its layout
             layer, name, perm = reuse
@@ -422,17 +393,6 @@ def _has_merged(obj: Any) -> bool:
 def captured_by(x: Any, dispatcher: Any) -> bool:
     """``x`` is a tensor computed in the capture of ``dispatcher``."""
     return isinstance(x, ReturnnTensor) and getattr(x, "_rt_capture", None) is dispatcher
-
-
-def _transform(perm: list | None) -> dict:
-    """The ``transform`` of a ``param_map`` entry (and its ``perm``: TF axis i is torch axis perm[i])."""
-    if not perm:
-        return {"transform": "none (same layout as torch)"}
-    return {"transform": f"transpose {list(perm)} (TF axis i is torch axis perm[i])", "perm": list(perm)}
-
-
-def _scope_of(key: str) -> str:
-    return key.rsplit(".", 1)[0] if "." in key else "params"
 
 
 def _count(dims, x) -> int:

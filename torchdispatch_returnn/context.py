@@ -116,7 +116,7 @@ class OpContext:
 
     def param_init(self, t: torch.Tensor) -> Any:
         """The RETURNN initializer of torch's module for parameter ``t`` (None: RETURNN's default)."""
-        return self._builder.param_init(t)
+        return self._builder.held.init(t)
 
     def base(self, ref: Ref) -> Base:
         """``ref`` as seen from inside a rec unit or subnetwork (``base:<layer>``)."""
@@ -195,11 +195,14 @@ class OpContext:
             return size.dim
         return self.dims.static(int(size), name or f"{self.op_name}_dim")
 
-    def twin(self, dim: Dim) -> Dim:
-        """A new dim of the same size or lengths as ``dim``, for a second axis of that size. Its name
-        is a valid TF scope (a derived dim's description such as ``time//2`` is not: TF would take the
-        ``/`` of its lengths' op names as scope separators)."""
+    def twin(self, dim: Dim, avoid: Sequence[Dim] | None = None) -> Dim:
+        """A new dim of the same size or lengths as ``dim``, for a second axis of that size; with ``avoid``
+        (the axes of the tensors involved), the twin made before where it is none of them (the key axis
+        of every attention block is one dim). Its name is a valid TF scope (a derived dim's description
+        such as ``time//2`` is not: TF would take the ``/`` of its lengths' op names as scope separators)."""
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dim.description}_{self.op_name}").strip("_.-") or "twin"
+        if avoid is not None:
+            return self.dims.shared.twin(dim, lambda: self.dims.same_length_as(dim, name), avoid)
         return self.dims.same_length_as(dim, name)
 
     def distinct(self, dims: Sequence[Dim]) -> list[Dim]:

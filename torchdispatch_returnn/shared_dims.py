@@ -7,6 +7,8 @@ one per size origin instead of one per op.
   feed-forward hidden axis is one dim.
 - **Splits**: a static axis split the same way again gets the same parts (the heads and head size
   of q, k and v are one pair of dims), and merging exactly those parts gives the axis back.
+- **Twins**: a second axis of a dim's lengths (the key axis of attention scores) is the same dim
+  wherever the tensors involved do not have it already.
 
 Owned by the capture's :class:`~torchdispatch_returnn.dims.DimRegistry` (``dims.shared``).
 """
@@ -26,6 +28,7 @@ class SharedDims:
         self._features: dict[int, Dim] = {}  # size -> the model's dim of that size
         self._splits: dict[tuple, tuple[Dim, list[Dim]]] = {}  # (id(axis), sizes) -> (axis, parts)
         self._merged: dict[tuple, Dim] = {}  # ids of parts -> the axis they were split from
+        self._twins: dict[int, list[Dim]] = {}  # id(dim) -> dims made for a second axis of its lengths
 
     def feature(self, size: int, name: str, avoid: Any = (), dim: Dim | None = None) -> Dim:
         """The model's dim of ``size`` (``dim``, an input's axis, if none is known yet); a new dim (the model's
@@ -54,3 +57,12 @@ class SharedDims:
         """The axis ``parts`` were split from (merging them gives it back), unless it is in ``avoid``."""
         axis = self._merged.get(tuple(map(id, parts)))
         return None if axis is None or any(axis is a for a in avoid) else axis
+
+    def twin(self, dim: Dim, make: Any, avoid: Any) -> Dim:
+        """A dim of ``dim``'s lengths for a second axis: one made before (by ``make()``) that is not in ``avoid``."""
+        twins = self._twins.setdefault(id(dim), [])
+        found = next((t for t in twins if not any(t is a for a in avoid)), None)
+        if found is None:
+            found = make()
+            twins.append(found)
+        return found

@@ -125,7 +125,7 @@ def dot(ctx, a: Ref, b: Ref, batch: list[tuple[int, int]], reduce: list[tuple[in
     a_own = {id(a.dims[i]) for i in range(a.ndim)}
     for d in b.dims:
         if id(d) not in shared and (id(d) in a_own or d in list(a.dims)):
-            mapping[d] = ctx.twin(d)
+            mapping[d] = ctx.twin(d, avoid=list(a.dims) + list(b.dims))
     b = ctx.rename(b, mapping)
     dims = [a.dims[i] if side == "a" else b.dims[i] for side, i in out_order]
     if not reduce:

@@ -1,0 +1,186 @@
+"""Compact, idiomatic output: layers that hold their module's parameters (``linear``, ``layer_norm``/``norm``,
+``conv``, MultiheadAttention's packed in-projection), shared parameters and dims, few layers per op.
+
+Every case goes through ``assert_converts`` with gradients (values and gradients against torch, other
+lengths, a padded batch with NaN padding, the network rebuilt from the written config + checkpoint)."""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from parity_helpers import Case, assert_padded
+
+from torchdispatch_returnn import convert_checkpoint, returnn_capture
+from torchdispatch_returnn.testing import assert_converts
+
+DYN = ({1: "time"},)
+
+
+def _classes(net) -> dict:
+    return {name: d["class"] for name, d in net.net_dict.items()}
+
+
+class TiedLM(nn.Module):
+    """An embedding whose weight the output projection uses too (F.linear with the embedding's weight)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(11, 6)
+        self.proj = nn.Linear(6, 6)
+
+    def forward(self, ids):
+        return F.linear(torch.tanh(self.proj(self.emb(ids))), self.emb.weight)
+
+
+def test_tied_weight_is_one_variable():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 11, (3, 9))
+    net = assert_converts(TiedLM().eval(), ids, dynamic_shapes=DYN, grads=True)
+    variables = [n for n, c in _classes(net).items() if c == "variable"]
+    assert variables == ["emb.weight"]  # one variable: the embedding and the output projection share it
+    assert _classes(net)["proj"] == "linear"
+    assert len(net.network.get_params_list()) == 3  # emb.weight, proj/W, proj/b
+
+
+class Reused(nn.Module):
+    """A Linear whose weight is also used by another op after its layer took it."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 5)
+
+    def forward(self, x):
+        return self.lin(x) * self.lin.weight.sum() + self.lin.bias
+
+
+def test_parameter_used_again_shares_the_layers_variable():
+    torch.manual_seed(0)
+    net = assert_padded(Case("reused", Reused, [(3, 11, 6)], DYN))
+    nd = net.net_dict
+    shared = [d for d in nd.values() if d["class"] == "variable"]
+    assert {d["param_name"] for d in shared} == {"W", "b"}  # variables reading lin's W and b
+    assert all(d["reuse_params"]["map"][d["param_name"]]["reuse_layer"] == "lin" for d in shared)
+    assert len(net.network.get_params_list()) == 2
+
+
+class Norms(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln = nn.LayerNorm(6)
+        self.plain = nn.LayerNorm(6, elementwise_affine=False)
+        self.nobias = nn.LayerNorm(6, bias=False)
+        self.two = nn.LayerNorm((4, 6))
+
+    def forward(self, x):
+        y = self.nobias(self.plain(self.ln(x)))
+        return self.two(y.view(y.shape[0], y.shape[1] // 4, 4, 6))
+
+
+def test_layer_norms_are_returnn_norm_layers():
+    torch.manual_seed(0)
+    m = Norms().eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_()
+    net = assert_converts(m, torch.randn(3, 8, 6), dynamic_shapes=None, grads=True)
+    nd = net.net_dict
+    assert nd["ln"]["class"] == "layer_norm" and nd["ln"]["epsilon"] == 1e-5
+    assert nd["plain"]["class"] == "norm" and not nd["plain"]["scale"] and not nd["plain"]["bias"]
+    assert nd["nobias"]["class"] == "norm" and nd["nobias"]["scale"] and not nd["nobias"]["bias"]
+    assert nd["two"]["class"] == "norm" and len(nd["two"]["axes"]) == 2
+    assert net.param_map["two.weight"]["tf_vars"] == ["two/scale"]
+    assert not [c for c in _classes(net).values() if c in ("variable", "reduce")]
+
+
+class ConvTwice(nn.Module):
+    """One Conv1d called twice (its params reused) and a depthwise conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 3, padding=1)
+        self.dw = nn.Conv1d(4, 4, 5, padding=2, groups=4)
+
+    def forward(self, x):
+        y = self.conv(torch.relu(self.conv(x.transpose(1, 2))))
+        return self.dw(y).transpose(1, 2)
+
+
+def test_conv_holds_its_weight_transposed(tmp_path):
+    torch.manual_seed(0)
+    net = assert_padded(Case("conv_twice", ConvTwice, [(3, 11, 4)], DYN))
+    nd = net.net_dict
+    assert nd["conv"]["class"] == nd["conv_1"]["class"] == "conv" and nd["conv_1"]["reuse_params"] == "conv"
+    assert nd["dw"]["groups"] == 4 and "filter" not in nd["dw"]
+    assert net.param_map["conv.weight"]["perm"] == [2, 1, 0]
+    # new torch weights converted into a checkpoint (transposed as the param map says) load into the config
+    m2 = ConvTwice().eval()
+    cfg = net.save_config(str(tmp_path / "net.config"))
+    ckpt = convert_checkpoint(m2.state_dict(), net.param_map, str(tmp_path / "ck" / "model"), config=cfg)
+    from torchdispatch_returnn import ConfigNetwork
+
+    x = torch.randn(2, 7, 4)
+    fresh = ConfigNetwork(cfg, ckpt)
+    try:
+        got = fresh.run(x)
+    finally:
+        fresh.close()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.as_tensor(got), m2(x), rtol=1e-5, atol=1e-5)
+
+
+def test_multihead_attention_packed_projection_is_one_linear():
+    torch.manual_seed(0)
+    att = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+
+    class SelfAtt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.att = att
+
+        def forward(self, x):
+            return self.att(x, x, x, need_weights=False)[0] + x
+
+    net = assert_converts(SelfAtt(), torch.randn(3, 9, 8), dynamic_shapes=DYN, grads=True)
+    linears = {n: d for n, d in net.net_dict.items() if d["class"] == "linear"}
+    assert len(linears) == 2  # the in-projection (3 * 8 outputs) and out_proj
+    assert sorted(d["out_dim"].dimension for d in linears.values()) == [8, 24]
+    assert net.param_map["att.in_proj_weight"]["tf_vars"][0].endswith("/W")
+    assert not [n for n, c in _classes(net).items() if c == "variable"]
+
+
+class Block(nn.Module):
+    """A pre-LN transformer block as users write it."""
+
+    def __init__(self, d=16, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.ff1, self.ff2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        h = self.ln1(x)
+
+        def split(y):
+            return y.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+
+        q, k, v = split(self.q(h)), split(self.k(h)), split(self.v(h))
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.heads), dim=-1)
+        x = x + self.o((att @ v).transpose(1, 2).reshape(b, t, d))
+        return x + self.ff2(F.gelu(self.ff1(self.ln2(x))))
+
+
+def test_transformer_blocks_are_compact():
+    torch.manual_seed(0)
+    model = nn.Sequential(Block(), Block()).eval()
+    net = assert_converts(model, torch.randn(3, 10, 16), dynamic_shapes=DYN, grads=True)
+    classes = list(_classes(net).values())
+    assert len(classes) <= 1.3 * len(net.parity)  # layers per captured op
+    assert "copy" not in classes and "variable" not in classes
+    # one dim per size origin: time, its key twin, the model dim, heads, head size, the feed-forward dim
+    assert len(net.dims.declarations()) <= 6
+    with returnn_capture(dynamic_shapes=DYN) as net2:  # the residual adds need no renames
+        model(torch.randn(3, 10, 16))
+    assert not [n for n in net2.net_dict if "rename" in n and "matmul" not in n]

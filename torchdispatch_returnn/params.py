@@ -1,0 +1,97 @@
+"""Where each torch parameter lives in the network: which layer holds it, under which TF variable name,
+in which layout, and with which initializer.
+
+A parameter is either a ``variable`` layer of its own (named by its ``state_dict`` key, TF variable
+``<module path>/<name>``), or held by the layer that computes with it: RETURNN's ``linear`` (``W`` in
+torch's (out, in) layout, ``b``), ``layer_norm``/``norm`` (``scale``, ``bias``) and ``conv`` (``W``
+stored as (k..., in / groups, out): torch's layout transposed by a ``perm`` that ``param_map``
+records, ``bias``). The TF variable of a held parameter is ``<layer name>/<name>``, so it follows the
+layer's final name (a module's result is renamed to the module path). A module called again reuses
+its layer's params (``reuse_params``); another op using a held parameter gets a ``variable`` layer
+sharing the layer's TF variable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .inits import torch_init
+from .tensor import Layer, plain
+
+
+class HeldParams:
+    """The parameters of one capture and the layers holding them."""
+
+    def __init__(self, param_names: dict[int, str], param_owners: dict[int, Any]):
+        self.param_names = param_names  # id(parameter/buffer) -> state_dict key
+        self.param_owners = param_owners  # id(parameter/buffer) -> the module holding it
+        self._entries: dict[str, tuple] = {}  # state_dict key -> (layer, TF scope or "", name, perm or None)
+        self._held: dict[int, tuple] = {}  # id(param) -> (param, holding layer, name, perm or None)
+
+    def variable(self, key: str, layer: Layer) -> None:
+        """The parameter ``key`` is the ``variable`` layer ``layer`` (TF variable ``<module path>/<name>``)."""
+        self._entries[key] = (layer, scope_of(key), key.rsplit(".", 1)[-1], None)
+
+    def param_map(self) -> dict[str, dict]:
+        """state_dict key -> {"tf_vars": [TF variable name], "layer": the layer holding it, "transform"}."""
+        return {key: {"tf_vars": [f"{scope or layer.path}/{name}"], "layer": layer.path, **_transform(perm)}
+                for key, (layer, scope, name, perm) in self._entries.items()}
+
+    def init(self, t: torch.Tensor) -> float | str | None:
+        """The initializer torch's module would give the parameter ``t`` (see :mod:`.inits`)."""
+        key = self.param_names.get(id(t))
+        return None if key is None else torch_init(self.param_owners.get(id(t)), key.rsplit(".", 1)[-1],
+                                                   tuple(t.shape))
+
+    def holder(self, t: torch.Tensor) -> tuple | None:
+        """(layer, name, perm) of the layer holding ``t``, or None."""
+        held = self._held.get(id(t))
+        return held[1:] if held is not None and held[0] is t else None
+
+    def owner(self, params: dict[str, torch.Tensor | None], used: dict) -> Layer | bool | None:
+        """Whether one layer may hold ``params`` ({RETURNN param name: torch parameter or None}) as its own
+        variables: True if each is a float32 parameter of a captured module that no layer uses yet (``used``:
+        id(tensor) -> its layer); the layer that already holds all of them under these names (a module called
+        again: its layer's params are reused); else None (the op uses them as ``variable`` layers)."""
+        ts = {k: t for k, t in params.items() if t is not None}
+        if not ts or any(not isinstance(t, torch.nn.Parameter) or t.dtype != torch.float32
+                         or id(t) not in self.param_names for t in ts.values()):
+            return None
+        if all(id(t) not in self._held and id(t) not in used for t in ts.values()):
+            return True
+        held = {k: self._held.get(id(t)) for k, t in ts.items()}
+        layers = {id(h[1]) for h in held.values() if h is not None}
+        if len(layers) == 1 and all(h is not None and h[0] is ts[k] and h[2] == k for k, h in held.items()):
+            return next(iter(held.values()))[1]
+        return None
+
+    def own(self, layer: Layer, params: dict[str, torch.Tensor | None],
+            perms: dict[str, list] | None = None) -> list[tuple[Layer, str, np.ndarray]]:
+        """``layer`` holds ``params`` (see :meth:`owner`) as its variables of these names; ``perms``: {name:
+        perm} for a variable stored transposed (TF axis i is torch axis perm[i], conv's W). Returns the
+        values to load: (layer, name, value in the variable's layout)."""
+        values = []
+        for name, t in params.items():
+            if t is None:
+                continue
+            perm = (perms or {}).get(name)
+            self._held[id(t)] = (t, layer, name, perm)
+            self._entries[self.param_names[id(t)]] = (layer, "", name, perm)
+            value = plain(t).detach().cpu().numpy()
+            values.append((layer, name, value.transpose(perm) if perm else value))
+        return values
+
+
+def _transform(perm: list | None) -> dict:
+    """The ``transform`` of a ``param_map`` entry (and its ``perm``: TF axis i is torch axis perm[i])."""
+    if not perm:
+        return {"transform": "none (same layout as torch)"}
+    return {"transform": f"transpose {list(perm)} (TF axis i is torch axis perm[i])", "perm": list(perm)}
+
+
+def scope_of(key: str) -> str:
+    """The TF name scope of the ``variable`` layer of the parameter ``key`` (its module path)."""
+    return key.rsplit(".", 1)[0] if "." in key else "params"
