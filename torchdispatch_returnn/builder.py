@@ -2,11 +2,10 @@
 
 Handlers ask for layers through ``ctx`` (:mod:`.context`); each becomes a pending :class:`Layer`.
 When the op is done, the builder names the op's new layers: the op's result gets the op name
-(``layers.0.linear``), the others their role (``layers.0.linear_dot``). Layers are constructed in the
-live ``TFNetwork`` in creation order by :meth:`Builder.flush` (at the end of the capture, or at once
-for a layer that makes a new batch dim), where RETURNN's dims are checked against the handler's
-and a layer of another dtype gets a ``cast``. Parameters and buffers are ``variable`` layers named
-by their ``state_dict`` key; plain tensors become constants.
+(``layers.0.relu``), the others their role (``layers.0.relu_cast``). Layers are built in the live ``TFNetwork``
+in creation order by :meth:`Builder.flush` (at the end of the capture, or at once for a layer making a new batch
+dim), where RETURNN's dims are checked and a layer of another dtype gets a ``cast``. Parameters are held by the
+layers computing with them or are ``variable`` layers (see :mod:`.params`); plain tensors become constants.
 """
 
 from __future__ import annotations
@@ -246,9 +245,9 @@ class Builder:
                 init = "glorot_uniform"  # RETURNN's default for weights
             owned = self.held.holder(t)
             if owned is not None:  # held by a layer (linear's W): a variable sharing it
-                ref = self._variable(key, plain(t).detach().clone(), True, prefer, None, reuse=owned)
+                ref = self._variable(key, plain(t).detach(), True, prefer, None, reuse=owned)
             else:
-                ref = self._variable(key, plain(t).detach().clone(), isinstance(t, torch.nn.Parameter), prefer, init)
+                ref = self._variable(key, plain(t).detach(), isinstance(t, torch.nn.Parameter), prefer, init)
                 self.held.variable(key, ref.layer)
         self._tensor_refs[id(t)] = (t, ref)
         return ref
@@ -288,7 +287,8 @@ class Builder:
         elif init is not None:
             d["init"] = init
         ref = self.add(d, dims, value.dtype, site=None, scope="", name=key)
-        self.var_values.append((ref.layer, None, value.cpu().numpy()))
+        value = value.cpu().numpy()  # (a parameter's values are read as they are; a buffer's copied now)
+        self.var_values.append((ref.layer, None, value if trainable else value.copy()))
         self.dims.mark_plain(*dims)
         return ref
 
@@ -348,6 +348,7 @@ class Builder:
                     feed[var.initializer.inputs[1]] = value
             if ops:
                 session.run(ops, feed_dict=feed)
+        self.var_values = []  # (the values live in the session now)
 
 
 def tf_op_desc(expr: str, inputs: list, dims, dtype: torch.dtype) -> dict:

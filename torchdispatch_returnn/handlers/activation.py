@@ -94,6 +94,10 @@ def glu(ctx, x, dim=-1):
     r = ctx.ref(x)
     ax = dim % r.ndim
     half = r.shape[ax] // 2
+    if not r.dims[ax].is_dynamic():  # one layer: TF splits the axis (the half takes the model's dim of that size)
+        out = ctx.dims.shared.feature(half, f"{ctx.op_name}_half", avoid=[d for i, d in enumerate(r.dims) if i != ax])
+        dims = [out if i == ax else d for i, d in enumerate(r.dims)]
+        return ctx.tf_op(f"(lambda a, b: a * tf.sigmoid(b))(*tf.split(x0, 2, axis={ax}))", [r], dims, dtype=r.dtype)
     a = slice_ref(ctx, r, ax, 0, half)
     b = slice_ref(ctx, r, ax, half, 2 * half)
     b = ctx.rename(b, {b.dims[ax]: a.dims[ax]})

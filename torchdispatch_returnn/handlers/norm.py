@@ -87,12 +87,14 @@ def batch_norm(ctx, input, running_mean, running_var, weight=None, bias=None, tr
         y = normalize_over(ctx, r, [0] + list(range(2, r.ndim)), eps)
         return _affine(ctx, y, weight, bias, [1])
     c = r.dims[1]
-    srcs = [r]
-    for t in (running_mean, running_var):
+    srcs, expr = [r], f"(source(0) - source(1)) * tf.math.rsqrt(source(2) + {lit(eps)})"
+    for t, op in ((running_mean, None), (running_var, None), (weight, "*"), (bias, "+")):
+        if t is None:
+            continue
         p = ctx.ref(t, prefer=[c])
         srcs.append(ctx.rename(p, {p.dims[0]: c}))
-    y = ctx.eval(f"(source(0) - source(1)) * tf.math.rsqrt(source(2) + {lit(eps)})", srcs, r.dims)
-    return _affine(ctx, y, weight, bias, [1])
+        expr = f"({expr}) {op} source({len(srcs) - 1})" if op else expr
+    return ctx.eval(expr, srcs, r.dims)  # (one layer: statistics, scale and shift)
 
 
 @handles(F.group_norm)

@@ -1,0 +1,92 @@
+"""How compact the written networks are: RETURNN layers per captured op, dims declared, variable layers.
+
+Models: the benchmark encoder of capture_bench.py (8 pre-LN blocks, D=256) and torchaudio's Conformer
+(12 blocks, D=256, 4 heads, FF 1024, depthwise kernel 31), random init, B=3, T=50, time dynamic.
+Prints, per model: captured ops, layers, layers/op, dims declared in the config, variable and copy
+layers, the layer classes, and the change against the previous run (benchmarks/results/compact_bench.json).
+The figures of the issue (before this work) were 3.6 layers/op (encoder) and 3.0 (Conformer).
+
+    python benchmarks/compact_bench.py [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from capture_bench import B, D, Encoder, T
+
+from torchdispatch_returnn import returnn_capture
+
+BEFORE = {"encoder8": 3.6, "conformer12": 3.0}  # layers per op quoted in the issue
+
+
+def _conformer():
+    try:
+        from torchaudio.models import Conformer
+    except ImportError:  # (torchaudio is a test extra: tests/zoo/install.sh)
+        return None
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conformer = Conformer(input_dim=D, num_heads=4, ffn_dim=4 * D, num_layers=12,
+                                       depthwise_conv_kernel_size=31)
+
+        def forward(self, x, lengths):
+            return self.conformer(x, lengths)[0]
+
+    return Wrapped()
+
+
+def measure(name: str, model: torch.nn.Module, args: tuple, dyn: tuple) -> dict:
+    with torch.no_grad(), returnn_capture(dynamic_shapes=dyn, self_check=False, progress=False) as net:
+        model(*args)
+    classes = collections.Counter(d["class"] for d in net.net_dict.values())
+    row = {"ops": len(net.parity), "layers": len(net.net_dict), "dims": len(net.dims.declarations()),
+           "variables": classes.get("variable", 0), "copies": classes.get("copy", 0), "parity_ok": net.parity.ok,
+           "classes": dict(classes.most_common())}
+    row["layers_per_op"] = row["layers"] / max(row["ops"], 1)
+    net.session.close()
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "compact_bench.json"))
+    args = p.parse_args()
+    prev = json.load(open(args.out)).get("rows", {}) if os.path.exists(args.out) else {}
+    torch.manual_seed(0)
+    x = torch.randn(B, T, D)
+    models = {"encoder8": (Encoder(8).eval(), (x,), ({1: "time"},))}
+    conformer = _conformer()
+    if conformer is not None:
+        lengths = torch.tensor([T, T - 10, T - 20])
+        models["conformer12"] = (conformer.eval(), (x, lengths), ({1: "time"}, None))
+    rows = {}
+    print(f"{'model':<12} {'ops':>5} {'layers':>6} {'layers/op':>9} {'before':>6} {'prev':>6} {'dims':>5} "
+          f"{'variables':>9} {'copies':>6} parity")
+    for name, (model, xs, dyn) in models.items():
+        r = rows[name] = measure(name, model, xs, dyn)
+        old = prev.get(name, {}).get("layers_per_op")
+        print(f"{name:<12} {r['ops']:>5} {r['layers']:>6} {r['layers_per_op']:>9.2f} {BEFORE[name]:>6.1f} "
+              f"{old if old is None else round(old, 2)!s:>6} {r['dims']:>5} {r['variables']:>9} {r['copies']:>6} "
+              f"{'ok' if r['parity_ok'] else 'FAILED'}")
+        print(f"{'':<12} layer classes: {', '.join(f'{k} {v}' for k, v in r['classes'].items())}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"rows": rows, "torch": torch.__version__}, f, indent=1)
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
