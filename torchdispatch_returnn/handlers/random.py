@@ -318,8 +318,8 @@ def _keep(out: torch.Tensor, p: float, axes: tuple | None, alpha: bool) -> torch
 def _dropout(ctx, x, p: float, training: bool, alpha: bool):
     r, axes = ctx.ref(x), _noise_axes(ctx.func, x.dim()) if training or x.dim() >= 2 else None
     if not training and not ctx.train and not alpha and 0 < p < 1:  # the model's dropout, kept for training
-        shape = {d: None if axes is None or a in axes else 1 for a, d in enumerate(r.dims)}
-        return ctx.layer({"class": "dropout", "from": r, "dropout": p, "dropout_noise_shape": shape}, r.dims)
+        varying = [d for a, d in enumerate(r.dims) if axes is None or a in axes]  # (no dict of dims: see rename)
+        return ctx.layer({"class": "dropout", "from": r, "dropout": p, "dropout_axis": varying}, r.dims)
     if not training or p == 0:
         return r
     if not 0 <= p <= 1:
