@@ -257,9 +257,9 @@ class Builder:
         """state_dict key -> {"tf_vars": [TF variable name], "layer": the layer holding it, "transform"}."""
         return self.held.param_map()
 
-    def owner(self, params: dict[str, torch.Tensor | None]) -> Layer | bool | None:
+    def owner(self, params: dict[str, torch.Tensor | None], buffers: bool = False) -> Layer | bool | None:
         """Whether one layer may hold ``params`` (see :meth:`HeldParams.owner`)."""
-        return self.held.owner(params, self._tensor_refs)
+        return self.held.owner(params, self._tensor_refs, buffers)
 
     def own(self, ref: Ref, params: dict[str, torch.Tensor | None], perms: dict[str, list] | None = None) -> None:
         """The layer of ``ref`` holds ``params`` (see :meth:`HeldParams.own`); their values are loaded into it."""

@@ -163,6 +163,10 @@ def _held_params(d: dict) -> dict[str, tuple]:
         ks = [size(k) if hasattr(k, "dimension") else int(k) for k in d["filter_size"]]
         w = (*ks, size(d["in_dim"]) // int(d.get("groups", 1)), size(d["out_dim"]))
         return {"W": w, "bias": w[-1:]} if d.get("with_bias") else {"W": w}
+    if d.get("class") == "batch_norm":  # (running statistics, scale, shift: torch's layout)
+        names = ["v2_mean", "v2_variance"] + ["v2_gamma"] * d.get("use_std", True) + \
+            ["v2_beta"] * d.get("use_shift", True)
+        return {f"batch_norm/{n}": (size(d["in_dim"]),) for n in names}
     if d.get("class") == "layer_norm":
         return {"scale": (size(d["in_dim"]),), "bias": (size(d["in_dim"]),)}
     if d.get("class") == "norm":
@@ -201,8 +205,7 @@ def convert_checkpoint(state_dict_or_path: Any, param_map: Any, out_prefix: str,
     specs = _variable_specs(config) if config is not None else {}
     if config is None:
         logger.warning("convert_checkpoint: no config given or found beside the param map: shapes are not checked")
-    spec_of = lambda e: specs.get(f"{e.get('layer')}/{e['tf_vars'][0].rsplit('/', 1)[-1]}") or \
-        specs.get(e.get("layer"))
+    spec_of = lambda e: specs.get(e["tf_vars"][0]) or specs.get(e.get("layer"))
     unknown = [k for k, e in pmap.items() if specs and spec_of(e) is None]
     if unknown:
         logger.warning("convert_checkpoint: %d param_map entries have no variable layer in the config (another "

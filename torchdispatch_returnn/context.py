@@ -104,10 +104,10 @@ class OpContext:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else inputs[0].dtype
         return self.layer(tf_op_desc(expr, inputs, dims, dtype), dims, dtype=dtype)
 
-    def param_owner(self, params: dict) -> Any:
+    def param_owner(self, params: dict, buffers: bool = False) -> Any:
         """Whether a layer may hold ``params`` ({RETURNN param name: torch parameter or None}) as its own
         variables: True (new), the layer already holding them (reuse its params), or None (see Builder.owner)."""
-        return self._builder.owner(params)
+        return self._builder.owner(params, buffers)
 
     def own(self, ref: Ref, params: dict, perms: dict | None = None) -> None:
         """The layer of ``ref`` holds ``params`` (after :meth:`param_owner` said True); ``perms``: {name: perm}

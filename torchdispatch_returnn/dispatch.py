@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 #: layer classes whose name matters beyond the net dict (their own parameters, inputs, constants)
-_OWN_NAMES = frozenset({"data", "variable", "constant", "rec", "subnetwork", "batch_norm", "random", "dropout"})
+_OWN_NAMES = frozenset({"data", "variable", "constant", "rec", "subnetwork", "random", "dropout"})
 
 
 class Dispatcher:

@@ -51,13 +51,14 @@ class HeldParams:
         held = self._held.get(id(t))
         return held[1:] if held is not None and held[0] is t else None
 
-    def owner(self, params: dict[str, torch.Tensor | None], used: dict) -> Layer | bool | None:
+    def owner(self, params: dict[str, torch.Tensor | None], used: dict, buffers: bool = False) -> Layer | bool | None:
         """Whether one layer may hold ``params`` ({RETURNN param name: torch parameter or None}) as its own
         variables: True if each is a float32 parameter of a captured module that no layer uses yet (``used``:
         id(tensor) -> its layer); the layer that already holds all of them under these names (a module called
-        again: its layer's params are reused); else None (the op uses them as ``variable`` layers)."""
+        again: its layer's params are reused); else None (the op uses them as ``variable`` layers). ``buffers``:
+        buffers may be held too (batch norm's running statistics)."""
         ts = {k: t for k, t in params.items() if t is not None}
-        if not ts or any(not isinstance(t, torch.nn.Parameter) or t.dtype != torch.float32
+        if not ts or any(not (buffers or isinstance(t, torch.nn.Parameter)) or t.dtype != torch.float32
                          or id(t) not in self.param_names for t in ts.values()):
             return None
         if all(id(t) not in self._held and id(t) not in used for t in ts.values()):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 
 from ..tensor import MergedDim
@@ -64,13 +65,16 @@ def multi_head_attention_forward(ctx, query, key, value, embed_dim_to_check, num
     else:
         q, k, v, head, hd = _projections(ctx, q_in, k_in, v_in, in_proj_weight, in_proj_bias, use_separate_proj_weight,
                                          q_proj_weight, k_proj_weight, v_proj_weight, e, h)
-    q = ctx.eval(f"source(0) * {lit(1.0 / math.sqrt(e // h))}", [q], q.dims, dtype=q.dtype)
     kt = ctx.transpose_to(k, [k.dims[0], head, hd, k.dims[2]])
-    scores = matmul_ref(ctx, q, kt)  # (B, H, T, S)
-    if key_padding_mask is not None:  # (B, S), True (or nonzero) = ignore
+    scores = matmul_ref(ctx, q, kt)  # (B, H, T, S), scaled with the key padding mask applied in one layer:
+    scale = lit(1.0 / math.sqrt(e // h))
+    if key_padding_mask is not None:  # (B, S): True (bool) = ignore, or added (float)
         m = ctx.ref(key_padding_mask)
-        m = ctx.rename(m, {m.dims[0]: scores.dims[0], m.dims[1]: scores.dims[3]})
-        scores = apply_mask(ctx, scores, m, true_means_keep=False, align=False)
+        expr = (f"tf.where(x1[:, None, None, :], tf.cast(float('-inf'), x0.dtype), x0 * {scale})"
+                if m.dtype == torch.bool else f"x0 * {scale} + tf.cast(x1, x0.dtype)[:, None, None, :]")
+        scores = ctx.tf_op(expr, [scores, m], scores.dims, dtype=scores.dtype)
+    else:
+        scores = ctx.eval(f"source(0) * {scale}", [scores], scores.dims, dtype=scores.dtype)
     if attn_mask is not None:  # (T, S), True = not allowed
         am = ctx.ref(attn_mask)
         if am.ndim == 3:  # (B * H, T, S): per sequence and head
@@ -115,8 +119,10 @@ def _packed_self_attention(ctx, query, key, value, x, in_proj_weight, in_proj_bi
     three, head, hd = ctx.dims.shared.split(proj.dims[2], [3, h, e // h], f"{ctx.op_name}_qkv", avoid=proj.dims[:2])
     s = ctx.layer({"class": "split_dims", "from": proj, "axis": proj.dims[2], "dims": [three, head, hd]},
                   [proj.dims[0], proj.dims[1], three, head, hd], dtype=proj.dtype)
-    return [ctx.layer({"class": "gather", "from": s, "axis": three, "position": i}, [s.dims[0], s.dims[1], head, hd],
-                      dtype=s.dtype) for i in range(3)]
+    t = s.dims[0]  # keys and values take the key axis (a twin of time) before they are picked: one rename
+    kv = ctx.rename(s, {t: ctx.twin(t, avoid=s.dims)}) if t.is_dynamic() else s
+    return [ctx.layer({"class": "gather", "from": src, "axis": three, "position": i},
+                      [src.dims[0], src.dims[1], head, hd], dtype=s.dtype) for i, src in enumerate((s, kv, kv))]
 
 
 def _projections(ctx, q_in, k_in, v_in, in_proj_weight, in_proj_bias, separate, q_proj_weight, k_proj_weight,

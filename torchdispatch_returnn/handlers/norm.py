@@ -86,6 +86,9 @@ def batch_norm(ctx, input, running_mean, running_var, weight=None, bias=None, tr
                                       "model.eval() or capture with train=True")
         y = normalize_over(ctx, r, [0] + list(range(2, r.ndim)), eps)
         return _affine(ctx, y, weight, bias, [1])
+    y = _batch_norm_layer(ctx, r, running_mean, running_var, weight, bias, momentum, eps)
+    if y is not None:
+        return y
     c = r.dims[1]
     srcs, expr = [r], f"(source(0) - source(1)) * tf.math.rsqrt(source(2) + {lit(eps)})"
     for t, op in ((running_mean, None), (running_var, None), (weight, "*"), (bias, "+")):
@@ -95,6 +98,31 @@ def batch_norm(ctx, input, running_mean, running_var, weight=None, bias=None, tr
         srcs.append(ctx.rename(p, {p.dims[0]: c}))
         expr = f"({expr}) {op} source({len(srcs) - 1})" if op else expr
     return ctx.eval(expr, srcs, r.dims)  # (one layer: statistics, scale and shift)
+
+
+def _batch_norm_layer(ctx, r, running_mean, running_var, weight, bias, momentum, eps):
+    """RETURNN's ``batch_norm`` holding the module's running statistics and affine parameters (their torch values;
+    at inference it normalises with the running statistics as torch's eval mode does, and a RETURNN training
+    uses batch statistics over the valid frames and updates them, with torch's momentum); None where they are
+    not the module's own."""
+    c = r.dims[1]
+    if r.dtype != torch.float32 or isinstance(c, MergedDim) or c.is_dynamic() or c.is_batch_dim() or \
+            not r.dims[0].is_batch_dim():
+        return None
+    params = {"batch_norm/v2_mean": running_mean, "batch_norm/v2_variance": running_var,
+              "batch_norm/v2_gamma": weight, "batch_norm/v2_beta": bias}
+    owner = ctx.param_owner(params, buffers=True)
+    if owner is None:
+        return None
+    d = {"class": "batch_norm", "from": r, "in_dim": c, "epsilon": float(eps), "use_std": weight is not None,
+         "use_shift": bias is not None, "momentum": float(momentum if momentum is not None else 0.1),
+         "masked_time": True}
+    if owner is not True:
+        d["reuse_params"] = owner
+    y = ctx.layer(d, r.dims)
+    if owner is True:
+        ctx.own(y, params)
+    return y
 
 
 @handles(F.group_norm)
