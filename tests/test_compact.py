@@ -184,3 +184,29 @@ def test_transformer_blocks_are_compact():
     with returnn_capture(dynamic_shapes=DYN) as net2:  # the residual adds need no renames
         model(torch.randn(3, 10, 16))
     assert not [n for n in net2.net_dict if "rename" in n and "matmul" not in n]
+
+
+class ConvBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 6, 3, padding=1)
+        self.bn = nn.BatchNorm1d(6)
+        with torch.no_grad():  # (statistics and affine parameters that are not the identity)
+            self.bn.running_mean.normal_()
+            self.bn.running_var.uniform_(0.5, 2.0)
+            self.bn.weight.normal_()
+            self.bn.bias.normal_()
+
+    def forward(self, x):
+        return self.bn(self.conv(x.transpose(1, 2))).transpose(1, 2)
+
+
+def test_batch_norm_is_one_layer_holding_the_statistics():
+    torch.manual_seed(0)
+    net = assert_padded(Case("conv_bn", lambda: ConvBN().eval(), [(3, 11, 4)], DYN))
+    assert _classes(net) == {"conv": "conv", "bn": "batch_norm", "output": "transpose"}
+    assert net.net_dict["bn"]["epsilon"] == 1e-5 and net.net_dict["bn"]["momentum"] == 0.1
+    assert net.param_map["bn.running_var"]["tf_vars"] == ["bn/batch_norm/v2_variance"]
+    assert net.param_map["bn.weight"]["tf_vars"] == ["bn/batch_norm/v2_gamma"]
+    trainable = {v.op.name for v in net.graph.get_collection("trainable_variables")}
+    assert "bn/batch_norm/v2_gamma" in trainable and "bn/batch_norm/v2_mean" not in trainable
