@@ -10,7 +10,6 @@ Results go to benchmarks/results/capture_bench.json; a previous run there is com
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
@@ -20,6 +19,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import torch
 import torch.nn as nn
+from results_io import default_path, previous, write
 
 from torchdispatch_returnn import returnn_capture
 from torchdispatch_returnn.export import ConfigNetwork
@@ -93,9 +93,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--blocks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--repeat", type=int, default=2)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "capture_bench.json"))
+    p.add_argument("--out", default=default_path("capture_bench"))
     args = p.parse_args()
-    prev = json.load(open(args.out)) if os.path.exists(args.out) else {}
+    prev = previous(args.out)
     rows = {}
     print(f"pre-LN transformer encoder, D={D}, {HEADS} heads, B={B}, T={T} (time dynamic); best of {args.repeat}")
     print(f"{'N':>3} {'capture s':>10} {'ops':>5} {'layers':>6} {'ms/op':>7} {'torch fwd s':>11} {'TF build s':>10} "
@@ -108,10 +108,7 @@ def main() -> None:
         print(f"{n:>3} {r['capture_s']:>10.3f} {r['ops']:>5} {r['layers']:>6} {r['ms_per_op']:>7.2f} "
               f"{r['forward_s']:>11.4f} {r['build_s']:>10.3f} {r['ratio']:>15.2f} {vs:>8} "
               f"{'ok' if r['parity_ok'] else 'FAILED'}")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"rows": rows, "torch": torch.__version__}, f, indent=1)
-    print(f"written {args.out}")
+    write(args.out, {"rows": rows, "torch": torch.__version__})
 
 
 if __name__ == "__main__":

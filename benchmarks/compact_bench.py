@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import sys
 
@@ -24,6 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from capture_bench import B, D, Encoder, T
+from results_io import default_path, previous, write
 
 from torchdispatch_returnn import returnn_capture
 
@@ -62,9 +62,9 @@ def measure(name: str, model: torch.nn.Module, args: tuple, dyn: tuple) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "compact_bench.json"))
+    p.add_argument("--out", default=default_path("compact_bench"))
     args = p.parse_args()
-    prev = json.load(open(args.out)).get("rows", {}) if os.path.exists(args.out) else {}
+    prev = previous(args.out).get("rows", {})
     torch.manual_seed(0)
     x = torch.randn(B, T, D)
     models = {"encoder8": (Encoder(8).eval(), (x,), ({1: "time"},))}
@@ -82,10 +82,7 @@ def main() -> None:
               f"{old if old is None else round(old, 2)!s:>6} {r['dims']:>5} {r['variables']:>9} {r['copies']:>6} "
               f"{'ok' if r['parity_ok'] else 'FAILED'}")
         print(f"{'':<12} layer classes: {', '.join(f'{k} {v}' for k, v in r['classes'].items())}")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"rows": rows, "torch": torch.__version__}, f, indent=1)
-    print(f"written {args.out}")
+    write(args.out, {"rows": rows, "torch": torch.__version__})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ against.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from capture_bench import D, Encoder
+from results_io import default_path, previous, write
 
 from torchdispatch_returnn import ConfigNetwork, returnn_capture
 
@@ -43,9 +43,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--time", type=int, default=200)
     p.add_argument("--repeat", type=int, default=7)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "inference_bench.json"))
+    p.add_argument("--out", default=default_path("inference_bench"))
     args = p.parse_args()
-    prev = json.load(open(args.out)) if os.path.exists(args.out) else {}
+    prev = previous(args.out)
     torch.manual_seed(0)
     model = Encoder(args.blocks).eval()
     with torch.no_grad(), returnn_capture(dynamic_shapes=({1: "time"},), self_check=False, progress=False) as net:
@@ -82,10 +82,7 @@ def main() -> None:
           f"{args.repeat} interleaved runs; torch with {best} thread(s) (1: {threads[1]:.3f} s, 2: {threads[2]:.3f} s)")
     print(f"torch eager {row['torch_s']:.3f} s, converted network {row['returnn_s']:.3f} s: {row['ratio']:.2f}x torch"
           + (f" (previous run {old:.2f}x)" if old else ""))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(row, f, indent=1)
-    print(f"written {args.out}")
+    write(args.out, row)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Results go to benchmarks/results/memory_bench.json; a previous run there is comp
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import time
@@ -22,6 +21,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from results_io import default_path, previous, write
 
 from torchdispatch_returnn import returnn_capture
 
@@ -47,11 +47,11 @@ class Encoder(torch.nn.Module):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=2.0)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "memory_bench.json"))
+    p.add_argument("--out", default=default_path("memory_bench"))
     args = p.parse_args()
     from transformers import Wav2Vec2Config, Wav2Vec2Model  # (a test extra: tests/zoo/install.sh)
 
-    prev = json.load(open(args.out)) if os.path.exists(args.out) else {}
+    prev = previous(args.out)
     torch.manual_seed(0)
     model = Encoder(Wav2Vec2Model(Wav2Vec2Config())).eval()
     param_mb = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20
@@ -73,10 +73,7 @@ def main() -> None:
     print(f"parameters {param_mb:.0f} MB; resident after imports + model {base:.0f} MB; peak {peak:.0f} MB; "
           f"the capture adds {peak - base:.0f} MB = {row['added_x_params']:.2f}x the parameter bytes"
           + (f" (previous run {old:.2f}x)" if old else ""))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(row, f, indent=1)
-    print(f"written {args.out}")
+    write(args.out, row)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Results go to benchmarks/results/rnn_bench.json; a previous run there is compare
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -20,6 +19,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np
 import torch
 import torch.nn as nn
+from results_io import default_path, previous, write
 
 from torchdispatch_returnn import returnn_capture
 
@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--time", type=int, default=500)
     p.add_argument("--units", type=int, default=512)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "rnn_bench.json"))
+    p.add_argument("--out", default=default_path("rnn_bench"))
     args = p.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -72,7 +72,7 @@ def main() -> None:
     res = {"capture_s": t_capture, "torch_s": t_torch, "returnn_s": t_returnn, "returnn_padded_s": t_returnn_pad,
            "ops": len(net.parity), "layers": len(net.net_dict), "parity_ok": net.parity.ok,
            "B": args.batch, "T": args.time, "units": args.units}
-    prev = json.load(open(args.out)) if os.path.exists(args.out) else None
+    prev = previous(args.out) or None
     print(f"conv frontend + 2-layer BLSTM ({args.units} units), B={args.batch}, T={args.time}; best of {args.repeat}")
     print(f"capture: {t_capture:.2f} s ({res['ops']} ops, {res['layers']} layers, parity "
           f"{'ok' if net.parity.ok else 'FAILED'})")
@@ -81,10 +81,7 @@ def main() -> None:
                        ("returnn_padded_s", "RETURNN (padded batch)")):
         vs_prev = f"{res[key] / prev[key]:.2f}x" if prev and key in prev else "-"
         print(f"{label:<28} {res[key]:>8.3f} {res[key] / t_torch:>8.2f}x {vs_prev:>8}")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(res, f, indent=1)
-    print(f"written {args.out}")
+    write(args.out, res)
 
 
 if __name__ == "__main__":
