@@ -7,7 +7,6 @@ import io
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -72,14 +71,6 @@ def quiet() -> Iterator[None]:
             logger.debug("RETURNN: %s", text)
 
 
-def capture_session(graph: Any) -> Any:
-    """The session of a capture: its graph runs a few times on small inputs (parity, self-checks), so TF's graph
-    optimizer (grappler, about a fifth of a capture's time) is off; a ``ConfigNetwork`` keeps it."""
-    config = tf.compat.v1.ConfigProto()
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
-    return tf.compat.v1.Session(graph=graph, config=config)
-
-
 _TF_DTYPES = {
     torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16",
     torch.int64: "int64", torch.int32: "int32", torch.int16: "int16", torch.int8: "int8", torch.uint8: "uint8",
@@ -96,4 +87,4 @@ def tf_dtype(dtype: torch.dtype) -> str:
 
 
 __all__ = ["tf", "np", "Dim", "Tensor", "batch_dim", "Config", "TFNetwork", "BEHAVIOR_VERSION", "ensure_returnn",
-           "quiet", "tf_dtype", "capture_session"]
+           "quiet", "tf_dtype"]
