@@ -213,6 +213,34 @@ def linear_ref(ctx, x: Ref, w: Ref, bias: Any) -> Ref:
     return ctx.eval("source(0) + source(1)", [y, b], y.dims)
 
 
+# -- layers holding a module's parameters --------------------------------------------------------------
+def held_out_dim(ctx, owner, size: int, avoid: Sequence[Dim]) -> Dim:
+    """The output dim of a layer holding parameters (see ``ctx.param_owner``): the model's dim of ``size`` for a
+    new layer; the reused layer's own (or its twin, where one of ``avoid`` is it) for a module called again."""
+    if owner is True:
+        return ctx.dims.shared.feature(size, f"{ctx.op_name}_out", avoid=avoid)
+    out = owner.desc["out_dim"]
+    return ctx.twin(out) if any(out is x for x in avoid) else out
+
+
+def held_layer(ctx, owner, d: dict, dims: Sequence[Dim], params: dict, inits: dict | None = None,
+               perms: dict | None = None) -> Ref:
+    """The layer ``d`` holding ``params`` ({RETURNN param name: torch tensor or None}): new (``owner`` True),
+    with the initializers torch's module would use (``inits``: {layer option: tensor}), or reusing the params of
+    the layer ``owner`` (a module called again). ``perms``: see ``ctx.own``."""
+    if owner is True:
+        for key, t in (inits or {}).items():
+            init = ctx.param_init(t) if t is not None else None
+            if init is not None:
+                d[key] = init
+    else:
+        d["reuse_params"] = owner
+    y = ctx.layer(d, dims)
+    if owner is True:
+        ctx.own(y, params, perms)
+    return y
+
+
 # -- masks ------------------------------------------------------------------------------------------
 def apply_mask(ctx, scores: Ref, mask: Ref, *, true_means_keep: bool, align: bool = True) -> Ref:
     """``scores`` with a mask applied: a bool mask sets the masked-out entries to -inf (True keeps

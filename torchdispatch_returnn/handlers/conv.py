@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import ntuple, slice_ref
+from .common import held_layer, held_out_dim, ntuple, slice_ref
 from .registry import handles
 
 
@@ -83,27 +83,14 @@ def _conv_layer(ctx, r, weight, bias, out_spatial, ks, stride, pads, dilation, g
     owner = ctx.param_owner({"W": weight, "bias": bias})
     if owner is None or r.dtype != torch.float32:
         return None
-    n = len(ks)
-    if owner is True:
-        out_dim = ctx.dims.shared.feature(int(weight.shape[0]), f"{ctx.op_name}_out", avoid=r.dims)
-    else:
-        out_dim = owner.desc["out_dim"]
-        out_dim = ctx.twin(out_dim) if any(out_dim is x for x in r.dims) else out_dim
+    out_dim = held_out_dim(ctx, owner, int(weight.shape[0]), r.dims)
     d = {"class": "conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": list(r.dims[2:]), "out_dim": out_dim,
          "out_spatial_dims": out_spatial, "filter_size": list(ks), "padding": pads if any(pads) else "valid",
          "strides": list(stride), "dilation_rate": list(dilation), "groups": groups, "with_bias": bias is not None,
          "use_time_mask": True}
-    if owner is True:
-        for key, t in (("forward_weights_init", weight), ("bias_init", bias)):
-            init = ctx.param_init(t) if t is not None else None
-            if init is not None:
-                d[key] = init
-    else:
-        d["reuse_params"] = owner
-    y = ctx.layer(d, [r.dims[0], out_dim] + list(out_spatial))
-    if owner is True:
-        ctx.own(y, {"W": weight, "bias": bias}, perms={"W": list(range(2, n + 2)) + [1, 0]})
-    return y
+    return held_layer(ctx, owner, d, [r.dims[0], out_dim] + list(out_spatial), {"W": weight, "bias": bias},
+                      inits={"forward_weights_init": weight, "bias_init": bias},
+                      perms={"W": list(range(2, len(ks) + 2)) + [1, 0]})
 
 
 def _unbatched_conv(ctx, n, r, w, bias, stride, pads, dilation, groups):

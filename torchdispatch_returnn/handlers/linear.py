@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..tensor import MergedDim
-from .common import T, dot, linear_ref, lit, matmul_ref, reduce_ref
+from .common import T, dot, held_layer, held_out_dim, linear_ref, lit, matmul_ref, reduce_ref
 from .registry import handles
 
 
@@ -49,23 +49,11 @@ def linear_layer(ctx, r, weight, bias):
     owner = ctx.param_owner({"W": weight, "b": bias})
     if owner is None:
         return None
-    n_out = int(weight.shape[0])
-    d = {"class": "linear", "from": r, "in_dim": d_in, "use_transposed_weights": True, "with_bias": bias is not None}
-    if owner is True:
-        out = ctx.dims.shared.feature(n_out, f"{ctx.op_name}_out", avoid=r.dims[:-1])
-        for key, t in (("forward_weights_init", weight), ("bias_init", bias)):
-            init = ctx.param_init(t) if t is not None else None
-            if init is not None:
-                d[key] = init
-    else:
-        out = owner.desc["out_dim"]
-        out = ctx.twin(out) if any(out is x for x in r.dims[:-1]) else out
-        d["reuse_params"] = owner
-    d["out_dim"] = out
-    y = ctx.layer(d, list(r.dims[:-1]) + [out])
-    if owner is True:
-        ctx.own(y, {"W": weight, "b": bias})
-    return y
+    out = held_out_dim(ctx, owner, int(weight.shape[0]), r.dims[:-1])
+    d = {"class": "linear", "from": r, "in_dim": d_in, "use_transposed_weights": True, "with_bias": bias is not None,
+         "out_dim": out}
+    return held_layer(ctx, owner, d, list(r.dims[:-1]) + [out], {"W": weight, "b": bias},
+                      inits={"forward_weights_init": weight, "bias_init": bias})
 
 
 def _expand_ellipsis(terms, rhs, ndims):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..tensor import MergedDim
-from .common import SAFE_SQRT, lit, reduce_ref
+from .common import SAFE_SQRT, held_layer, lit, reduce_ref
 from .registry import handles
 
 
@@ -66,12 +66,7 @@ def _norm_layer(ctx, r, axes, weight, bias, eps):
              "epsilon": float(eps)}
         if params:
             d["param_shape"] = dims
-    if owner is not True:
-        d["reuse_params"] = owner
-    y = ctx.layer(d, r.dims)
-    if owner is True and params:
-        ctx.own(y, params)
-    return y
+    return held_layer(ctx, owner, d, r.dims, params)
 
 
 @handles(F.batch_norm)
@@ -117,12 +112,7 @@ def _batch_norm_layer(ctx, r, running_mean, running_var, weight, bias, momentum,
     d = {"class": "batch_norm", "from": r, "in_dim": c, "epsilon": float(eps), "use_std": weight is not None,
          "use_shift": bias is not None, "momentum": float(momentum if momentum is not None else 0.1),
          "masked_time": True}
-    if owner is not True:
-        d["reuse_params"] = owner
-    y = ctx.layer(d, r.dims)
-    if owner is True:
-        ctx.own(y, params)
-    return y
+    return held_layer(ctx, owner, d, r.dims, params)
 
 
 @handles(F.group_norm)
