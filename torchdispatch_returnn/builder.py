@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from ._backend import Config, Dim, Tensor, TFNetwork, batch_dim, quiet, tf_dtype
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
 from .naming import ModuleScopes, Namer, role_of
+from .naming.refs import has_merged, to_names
 from .params import HeldParams, scope_of
 from .progress import Progress
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
@@ -34,13 +34,6 @@ CONST_MAX_NUMEL = 64
 BUFFER_INIT_MAX_NUMEL = 65536
 
 
-@dataclass(frozen=True)
-class Base:
-    """A reference from inside a rec unit / subnetwork to a layer of the outer network (``base:x``)."""
-
-    ref: Any
-
-
 class Builder:
     """Layers, parameters and constants of one capture's ``TFNetwork``."""
 
@@ -50,6 +43,7 @@ class Builder:
         self.progress = progress or Progress(False)  # counts the layers built, keeps their construction time
         self.dims = dims
         self.namer = Namer()
+        self.scopes = scopes  # (the running module call of each new layer)
         self.param_names = scopes.param_names  # id(parameter/buffer) -> state_dict key
         self.param_owners = scopes.param_owners  # id(parameter/buffer) -> the module holding it
         self.train = train
@@ -98,6 +92,7 @@ class Builder:
         dims = tuple(dims)
         layer = Layer(desc, tuple(expand_dims(dims)), dtype, site=site, role=role or role_of(desc), scope=scope,
                       shape=shape)
+        layer.call = self.scopes.call
         if name is not None:
             layer.name = self.namer.claim(name)
         self.layers.append(layer)
@@ -119,7 +114,7 @@ class Builder:
                           and not any(r.dims[ax] is d for d in dims)), None)
             dims.append(found if found is not None else self.dims.static(int(size), f"missing{ax}"))
         layer = Layer(None, tuple(dims), out.dtype, site=cause.site if cause else site, role="missing", scope=scope)
-        layer.unsupported, layer.missing = True, why
+        layer.unsupported, layer.missing, layer.call = True, why, self.scopes.call
         self.layers.append(layer)
         return Ref(layer, tuple(dims), tuple(out.shape), out.dtype)
 
@@ -156,7 +151,7 @@ class Builder:
 
     def _construct(self, layer: Layer) -> None:
         name, d = layer.name, to_names(layer.desc)
-        if _has_merged(d):
+        if has_merged(d):
             raise LayerBuildError(f"layer {name!r} ({d.get('class')}) works along an axis that merges the batch "
                                   "with another axis (x.view(B * K, ...)); only elementwise ops, convs and reshapes "
                                   "back are supported on such a tensor").at(layer.site)
@@ -187,7 +182,7 @@ class Builder:
         if rl.output.dtype != tf_dtype(layer.dtype):
             cast = Layer({"class": "cast", "from": layer, "dtype": tf_dtype(layer.dtype)}, layer.dims, layer.dtype,
                          site=layer.site, role="cast", scope=layer.scope)
-            cast.name = self.namer.unique(f"{name}_cast")
+            cast.name, cast.call = self.namer.unique(f"{name}_cast"), layer.call
             self._construct(cast)
             layer.alias = cast
 
@@ -360,35 +355,6 @@ def tf_op_desc(expr: str, inputs: list, dims, dtype: torch.dtype) -> dict:
     return {"class": "eval", "from": list(inputs), "eval": f"(lambda {names}: {expr})({', '.join(args)})",
             "eval_locals": {f"o{i}": list(r.dims) for i, r in enumerate(inputs)},
             "out_type": {"dim_tags": list(dims), "dtype": tf_dtype(dtype)}}
-
-
-def to_names(obj: Any) -> Any:
-    """A net-dict value with layers (Ref, Layer, Base) replaced by their names."""
-    if isinstance(obj, Ref):
-        return obj.layer.path
-    if isinstance(obj, Layer):
-        return obj.path
-    if isinstance(obj, Base):
-        return "base:" + to_names(obj.ref)
-    if isinstance(obj, dict):
-        return {k: to_names(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [to_names(v) for v in expand_dims(obj)] if any(isinstance(v, MergedDim) for v in obj) else \
-            [to_names(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(to_names(v) for v in obj)
-    return obj
-
-
-def _has_merged(obj: Any) -> bool:
-    """A merged axis where RETURNN would need a real dim (lists of dims are expanded first)."""
-    if isinstance(obj, MergedDim):
-        return True
-    if isinstance(obj, dict):
-        return any(_has_merged(k) or _has_merged(v) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return any(_has_merged(v) for v in obj)
-    return False
 
 
 def captured_by(x: Any, dispatcher: Any) -> bool:

@@ -24,6 +24,7 @@ from .export import config_code, save_checkpoint, write_param_map, write_text
 from .handlers.registry import lookup
 from .inputs import Inputs
 from .naming import ModuleScopes
+from .nesting import Nested, note_result
 from .parity import NotebookView, ParityReport, Recorder
 from .runtime import ArgSpec, Feeder, Fetcher, run_outputs
 from .tensor import ReturnnTensor, plain, wrap
@@ -39,7 +40,9 @@ class Capture(NotebookView):
     the written config against torch autograd. See :class:`verify.Options` and docs/API.md."""
 
     def __init__(self, dynamic_shapes: Any = None, *, lengths: dict | None = None, **options: Any):
-        self._progress, self.options = options.pop("progress", True), verify.Options(**options)  # (progress.py)
+        self._progress, self._nest = options.pop("progress", True), options.pop("nested", False)
+        self.options = verify.Options(**options)
+        self.nested: Nested | None = None  # nested=True: the network with the modules as subnetworks
         self.train = self.options.train
         self._spec = (dynamic_shapes, lengths)
         self.graph: Any = None
@@ -127,6 +130,7 @@ class Capture(NotebookView):
         path = self.scopes.pop()
         if path is None or not self.dispatcher.active or output is None:
             return None
+        note_result(self.scopes.finished, output)
         if leaf is not None:
             output = self.dispatcher.run_module(module, path, leaf[1], kwargs, output)
             if not self.scopes.depth:
@@ -182,12 +186,24 @@ class Capture(NotebookView):
         self.parity = verify.parity_run(self.recorder, self.session, self._fetch, self._feeder, self.inputs, self.dims,
                                         self.options)
         self.parity.guards = self.dims.guards.described()
+        session = self.session
+        if self.parity.ok and self._nest:
+            self._build_nested()
         if self.parity.ok and self.inputs.call is not None:
             verify.more_checks(self.parity, self.options, self.inputs, self._root_kwargs, self._fetch, self._feeder,
-                               self.session, self.dims, self.config_code, self.save_checkpoint, self.param_map,
+                               session, self.dims, self.config_code, self.save_checkpoint, self.param_map,
                                [ref for _, ref in self._outputs])
         if self.options.check and not self.parity.ok:
             raise ParityError(self.parity.failure_message(), report=self.parity)
+
+    def _build_nested(self) -> None:
+        self.recorder.progress.stage("building the nested network")
+        flat, outs = self.session, [name for name, _ in self._outputs]
+        self.nested = Nested(self.builder, lambda d: config_code(self.dims, self.inputs.extern_data, self.inputs.order,
+                             d, self._feeder.forward_args, outs), flat, outs)
+        self.nested.check(self._feeder, flat, [self.inputs.values[k] for k in self.inputs.order],
+                          self.dims.given_lengths(), self.recorder.feeds, self.options.atol, self.options.rtol)
+        self.session = self.nested.session
 
     def _require_finished(self, what: str) -> None:
         if self.parity is None:
@@ -196,11 +212,11 @@ class Capture(NotebookView):
     # ------------------------------------------------------------------ public facade
     @property
     def network(self) -> TFNetwork | None:
-        return self.builder.network if self.graph is not None else None
+        return None if self.graph is None else self.nested.network if self.nested else self.builder.network
 
     @property
     def net_dict(self) -> dict:
-        return self.network.layers_desc if self.network is not None else {}
+        return self.nested.net_dict if self.nested else self.network.layers_desc if self.network is not None else {}
 
     @property
     def extern_data(self) -> dict:
@@ -208,7 +224,7 @@ class Capture(NotebookView):
 
     @property
     def param_map(self) -> dict:
-        return self.builder.param_map if self.graph is not None else {}
+        return {} if self.graph is None else self.nested.param_map if self.nested else self.builder.param_map
 
     @property
     def ops_seen(self) -> set:
@@ -240,6 +256,8 @@ class Capture(NotebookView):
     def run(self, *inputs: Any, seq_lens: dict | None = None) -> Any:
         """Run the live network on the forward's arguments; numpy outputs in torch axis order."""
         self._require_finished("run()")
+        if self.nested:
+            return self.nested.run(*inputs, seq_lens=seq_lens)
         feed = self._feeder.feed(inputs, seq_lens)
         return run_outputs(self.session, feed, [self._fetch(r) for _, r in self._outputs])
 

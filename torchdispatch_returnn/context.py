@@ -15,9 +15,10 @@ from typing import Any
 import torch
 
 from ._backend import Dim, tf_dtype
-from .builder import Base, Builder, captured_by, tf_op_desc
+from .builder import Builder, captured_by, tf_op_desc
 from .dims import DimRegistry, find_axis
 from .errors import OpSite
+from .naming.refs import Base
 from .parity import Recorder
 from .sizes import DimInt
 from .tensor import MergedDim, Ref, expand_dims

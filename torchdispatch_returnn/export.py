@@ -123,10 +123,23 @@ def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str]
         lines.append(f"{OUTPUTS_KEY} = {list(outputs)!r}")
     lines.append("")
     lines.append("network = {")
-    for name, d in net_dict.items():
-        lines.append(f"    {name!r}: {py_source(d, dims)},")
+    lines += _net_lines(net_dict, dims, "    ")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _net_lines(net_dict: dict, dims: DimRegistry, indent: str) -> list[str]:
+    """One line per layer; the layers of a ``subnetwork`` indented below it."""
+    lines = []
+    for name, d in net_dict.items():
+        sub = d.get("subnetwork") if d.get("class") == "subnetwork" else None
+        if not isinstance(sub, dict):
+            lines.append(f"{indent}{name!r}: {py_source(d, dims)},")
+            continue
+        head = ", ".join(f"{k!r}: {py_source(v, dims)}" for k, v in d.items() if k != "subnetwork")
+        lines += [f"{indent}{name!r}: {{{head}, 'subnetwork': {{", *_net_lines(sub, dims, indent + "    "),
+                  f"{indent}}}}},"]
+    return lines
 
 
 def write_text(path: str, text: str) -> str:

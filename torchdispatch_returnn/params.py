@@ -35,6 +35,10 @@ class HeldParams:
         """The parameter ``key`` is the ``variable`` layer ``layer`` (TF variable ``<module path>/<name>``)."""
         self._entries[key] = (layer, scope_of(key), key.rsplit(".", 1)[-1], None)
 
+    def variable_layers(self) -> dict[int, str]:
+        """{id(layer): state_dict key} of the parameters that are ``variable`` layers of their own."""
+        return {id(layer): key for key, (layer, scope, _, _) in self._entries.items() if scope}
+
     def param_map(self) -> dict[str, dict]:
         """state_dict key -> {"tf_vars": [TF variable name], "layer": the layer holding it, "transform"}."""
         return {key: {"tf_vars": [f"{scope or layer.path}/{name}"], "layer": layer.path, **_transform(perm)}

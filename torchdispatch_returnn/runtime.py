@@ -66,7 +66,7 @@ class Feeder:
         else:
             want = ", ".join(f"{a.key}" if a.kind == "input" else f"lengths of {a.key!r}" for a in self.forward_args)
             raise InputSpecError(f"expected {len(self.forward_args)} argument(s) ({want}), got {len(inputs)}")
-        arrays = {a.key: _np(x) for a, x in zip(args, inputs) if a.kind == "input"}
+        arrays = {a.key: np_value(x) for a, x in zip(args, inputs) if a.kind == "input"}
         for a, x in zip(args, inputs):
             if a.kind == "input":
                 continue
@@ -85,7 +85,7 @@ class Feeder:
 
     def _from_relative(self, rel: Any, name: str, arrays: dict) -> np.ndarray:
         """Lengths given as fractions of the padded size (SpeechBrain's relative lengths)."""
-        rel = _np(rel)
+        rel = np_value(rel)
         if rel.dtype.kind != "f" or rel.ndim != 1 or (rel.size and (rel.min() < 0 or rel.max() > 1)):
             raise InputSpecError(f"relative lengths of dim {name!r} must be floats in [0, 1] of shape (batch,)")
         for key, arr in arrays.items():
@@ -127,7 +127,7 @@ class Feeder:
 
 
 def _lengths(lens: Any, name: str, n_batch: int, size: int) -> np.ndarray:
-    arr = _np(lens)
+    arr = np_value(lens)
     if arr.dtype.kind not in "iu":
         raise InputSpecError(f"lengths of dim {name!r} must be integers, got {arr.dtype}")
     if arr.shape != (n_batch,):
@@ -174,7 +174,7 @@ class Fetcher:
         out = self.network.get_layer(feed.ref.name).output
         feed.layer, feed.dtype = feed.ref.name, out.dtype
         feed.perm = tuple(find_axis(out.dims, d) for d in feed.ref.dims)
-        return out.placeholder, layer_feed(feed, _np(feed.value))
+        return out.placeholder, layer_feed(feed, np_value(feed.value))
 
     def lengths(self, ref: Ref) -> dict:
         """{id(dim): TF lengths} of the dynamic dims of ``ref``."""
@@ -197,7 +197,7 @@ def run_outputs(session: Any, feed: dict, fetches: list) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def _np(x: Any) -> np.ndarray:
+def np_value(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         with torch._C.DisableTorchFunctionSubclass():
             return to_numpy(x)

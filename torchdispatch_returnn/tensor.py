@@ -24,7 +24,7 @@ class Layer:
     :class:`Ref`/:class:`Layer` objects until construction), the dims it must have, and its name."""
 
     __slots__ = ("name", "desc", "dims", "dtype", "site", "role", "scope", "alias", "parent", "built", "shape",
-                 "unsupported", "missing")
+                 "unsupported", "missing", "call")
 
     def __init__(self, desc: dict | None, dims: tuple, dtype: torch.dtype, *, site: OpSite | None = None,
                  role: str | None = None, scope: str = "", name: str | None = None, parent: Layer | None = None,
@@ -42,6 +42,7 @@ class Layer:
         self.shape = shape  # capture-time sizes of a layer that makes a new batch dim
         self.unsupported = False  # stands for an op without handler (strict=False): never constructed
         self.missing: str | None = None  # why the network has no value here (the layer is never constructed)
+        self.call: Any = None  # the module call (naming.scopes.Call) that made it (None: outside every module)
 
     def final(self) -> Layer:
         """The layer consumers read: this one, or the cast standing for it."""

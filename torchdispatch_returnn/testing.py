@@ -35,7 +35,7 @@ __all__ = ["assert_converts"]
 def assert_converts(model: torch.nn.Module, *inputs: torch.Tensor, dynamic_shapes: Any = None,
                     lengths: dict | None = None, other_lengths: Any = None, padded: bool = True, grads: bool = False,
                     rtol: float = 1e-5, atol: float = 1e-5, seq_lens: Sequence[int] | None = None, train: bool = False,
-                    seed: int = 0) -> Capture:
+                    seed: int = 0, nested: bool = False) -> Capture:
     """Capture ``model(*inputs)`` and check the conversion at other lengths and on a padded batch.
 
     ``dynamic_shapes`` and ``lengths`` are those of :func:`returnn_capture`. ``other_lengths``:
@@ -45,6 +45,7 @@ def assert_converts(model: torch.nn.Module, *inputs: torch.Tensor, dynamic_shape
     lengths, as fractions of the example size (floats) or as sizes (ints); default: full, 3/4, 1/2, ...
     ``grads``: gradient parity of the network built from the written config against torch autograd.
     ``rtol``/``atol``: per element, ``|got - torch| <= atol * max(1, max|torch|) + rtol * |torch|``.
+    ``nested``: capture with ``nested=True`` (the written config and checkpoint checked are the nested ones).
     Files are written to a temporary directory that is removed. Returns the capture.
 
     Raises ``AssertionError``: a :class:`ParityError` from the capture (the op table, the first bad
@@ -55,7 +56,8 @@ def assert_converts(model: torch.nn.Module, *inputs: torch.Tensor, dynamic_shape
     with torch.no_grad():
         expected = _outputs(model(*_clone(inputs)))
         with returnn_capture(dynamic_shapes=dynamic_shapes, lengths=lengths, atol=atol, rtol=rtol, train=train,
-                             check_grads=grads and not train, self_check=spec.self_check(other_lengths)) as net:
+                             check_grads=grads and not train, self_check=spec.self_check(other_lengths),
+                             nested=nested) as net:
             got = model(*_clone(inputs))
     for g, e in zip(_outputs(got), expected):
         # the user gets torch's values (float rounding aside: on captured tensors torch skips fused fast

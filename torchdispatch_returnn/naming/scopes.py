@@ -90,12 +90,32 @@ class Namer:
         return f"{scope}.{name}" if scope else name
 
 
+class Call:
+    """One call of a module: its path, the call it ran in (None: the outermost call) and its result
+    layer (set when the call returns a tensor computed in it; ``nested=True`` writes a call as a subnetwork)."""
+
+    __slots__ = ("path", "parent", "result")
+
+    def __init__(self, path: str, parent: Call | None):
+        self.path, self.parent, self.result = path, parent, None
+
+    def chain(self) -> list[Call]:
+        """The calls from the outermost one to this one."""
+        out, c = [], self
+        while c is not None:
+            out.append(c)
+            c = c.parent
+        return out[::-1]
+
+
 class ModuleScopes:
-    """The stack of module paths of the running module calls, and the ``state_dict`` keys of the
-    modules' parameters and buffers (by tensor identity)."""
+    """The stack of module paths of the running module calls (and their :class:`Call` objects), and the
+    ``state_dict`` keys of the modules' parameters and buffers (by tensor identity)."""
 
     def __init__(self) -> None:
         self._stack: list[str] = []
+        self._calls: list[Call] = []
+        self.finished: Call | None = None  # the call that ended last (set by pop)
         self._paths: dict[int, str] = {}  # id(module) -> attribute path
         self.param_names: dict[int, str] = {}  # id(parameter or buffer) -> state_dict key
         self.param_owners: dict[int, torch.nn.Module] = {}  # id(parameter or buffer) -> the module holding it
@@ -117,13 +137,22 @@ class ModuleScopes:
         if path is None:  # a module created inside forward
             path = Namer.join(self.current, type(module).__name__.lower())
         self._stack.append(path)
+        self._calls.append(Call(path, self.call))
         return path
 
     def pop(self) -> str | None:
+        """Leave the innermost module call (it becomes ``finished``); returns its path."""
+        self.finished = self._calls.pop() if self._calls else None
         return self._stack.pop() if self._stack else None
 
     def clear(self) -> None:
         self._stack.clear()
+        self._calls.clear()
+
+    @property
+    def call(self) -> Call | None:
+        """The innermost running module call (None outside every module)."""
+        return self._calls[-1] if self._calls else None
 
     @property
     def current(self) -> str:
