@@ -53,11 +53,32 @@ def test_zoo_model_converts(z):
             assert_converts(model, *xs, dynamic_shapes=dyn, lengths=z.lengths or None, grads=True)
         assert ei.value.op and ei.value.location  # names the torch callable and the line
         return
+    net = _converts(z, model, xs, dyn)
+    COVERED.update(net.ops_seen)
+    assert net.parity.ok and len(net.parity) > 5
+
+
+def _converts(z, model, xs, dyn, nested=False):
     other = OTHER.get(z.name)
     if other is None and not z.fixed_len:
         t = z.default_len
         other = [max(z.min_len, (2 * t) // 3), min(z.max_len or 10 ** 9, (3 * t) // 2)]
-    net = assert_converts(model, *xs, dynamic_shapes=dyn, lengths=z.lengths or None, other_lengths=other,
-                          padded=z.padded, atol=ATOL.get(z.name, 1e-5), grads=True)
-    COVERED.update(net.ops_seen)
-    assert net.parity.ok and len(net.parity) > 5
+    return assert_converts(model, *xs, dynamic_shapes=dyn, lengths=z.lengths or None, other_lengths=other,
+                           padded=z.padded, atol=ATOL.get(z.name, 1e-5), grads=True, nested=nested)
+
+
+#: models also converted with nested=True (all 27 convertible zoo models pass it; these cover the kinds)
+NESTED = ["hf_wav2vec2", "ta_conformer", "torch_transformer", "sb_crdnn", "espnet_ebranchformer"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("z", [z for z in ZOO if z.name in NESTED], ids=lambda z: z.name)
+def test_zoo_model_converts_nested(z):
+    """The module hierarchy as subnetworks: the nested config + checkpoint agree with torch like the flat one."""
+    if not _installed(z.library):
+        pytest.skip(f"{z.library} is not installed (bash tests/zoo/install.sh)")
+    torch.manual_seed(0)
+    net = _converts(z, z.factory(), z.inputs(z.fixed_len or z.default_len), None if z.fixed_len else z.dynamic_shapes,
+                    nested=True)
+    subnets = [d for d in net.net_dict.values() if d["class"] == "subnetwork"]
+    assert net.parity.ok and subnets and all("output" in d["subnetwork"] for d in subnets)

@@ -34,10 +34,7 @@ class Capture(NotebookView):
     """``with returnn_capture(...) as net``: capture the PyTorch code run in the block as a RETURNN network.
 
     ``lengths``: forward arguments holding the sequence lengths of a dim, e.g. ``{"lengths": "time"}``;
-    ``strict=False``: go on past ops without conversion and list them all in one ``UnsupportedOpError``
-    (also ``net.unsupported``); ``self_check``: run torch and the network again at another length (or
-    ``{dim name: [sizes]}``) and compare op by op; ``check_grads``: gradients of the network built from
-    the written config against torch autograd. See :class:`verify.Options` and docs/API.md."""
+    ``nested=True``: the modules as subnetworks (:mod:`.nesting`); checks: :class:`verify.Options`; docs/API.md."""
 
     def __init__(self, dynamic_shapes: Any = None, *, lengths: dict | None = None, **options: Any):
         self._progress, self._nest = options.pop("progress", True), options.pop("nested", False)
@@ -45,18 +42,13 @@ class Capture(NotebookView):
         self.nested: Nested | None = None  # nested=True: the network with the modules as subnetworks
         self.train = self.options.train
         self._spec = (dynamic_shapes, lengths)
-        self.graph: Any = None
-        self.session: Any = None
+        self.graph, self.session = None, None  # (of the flat network; with nested=True, session is the nested one's)
         self.parity: ParityReport | None = None
-        self._hooks: list = []
-        self._mode: FunctionMode | None = None
+        self._hooks, self._mode = [], None  # (module hooks, FunctionMode)
         self._leaf_stack: list = []  # (module, args, stack depth) of leaf modules being run
-        self._outputs: list = []  # (name, Ref)
-        self._explicit_outputs = False
-        self._root_output: Any = None
-        self._root_kwargs: dict = {}
-        self._fetch: Fetcher | None = None
-        self._feeder: Feeder | None = None
+        self._outputs, self._explicit_outputs = [], False  # (name, Ref) of the outputs; marked by net.output()
+        self._root_output, self._root_kwargs = None, {}
+        self._fetch, self._feeder = None, None  # (Fetcher, Feeder of the flat network)
 
     # ------------------------------------------------------------------ context management
     def __enter__(self) -> Capture:
@@ -161,19 +153,13 @@ class Capture(NotebookView):
         name = name or ("output" if not self._outputs else f"output_{len(self._outputs)}")
         self._outputs.append((name, tensor._rt_ref))
 
-    def _root_outputs(self) -> list:
-        out = self._root_output
-        items = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
-        return [(f"output_{i}" if i else "output", t._rt_ref) for i, t in
-                enumerate(t for t in items if captured_by(t, self.dispatcher))]
-
     # ------------------------------------------------------------------ finishing
     def _finish(self) -> None:
         """Construct the layers and outputs, load the weights, run the parity check."""
         self.inputs.require()
         if self.dispatcher.unsupported:
             raise self.dispatcher.missing_error()
-        outs = self._outputs if self._explicit_outputs else self._root_outputs()
+        outs = self._outputs if self._explicit_outputs else self.inputs.root_outputs(self._root_output)
         if not outs:
             raise CaptureError("the captured code returned no tensor computed from its inputs; use net.output()")
         self._outputs = self.builder.add_outputs(outs)
@@ -187,23 +173,17 @@ class Capture(NotebookView):
                                         self.options)
         self.parity.guards = self.dims.guards.described()
         session = self.session
-        if self.parity.ok and self._nest:
-            self._build_nested()
+        if self.parity.ok and self._nest:  # (checked against this flat network: nesting.py)
+            self.recorder.progress.stage("building the nested network")
+            self.nested = Nested(self.builder, self._config_of, session, self._feeder, self.inputs, self.dims,
+                                 self.recorder.feeds, self.options, [name for name, _ in self._outputs])
+            self.session = self.nested.session
         if self.parity.ok and self.inputs.call is not None:
             verify.more_checks(self.parity, self.options, self.inputs, self._root_kwargs, self._fetch, self._feeder,
                                session, self.dims, self.config_code, self.save_checkpoint, self.param_map,
                                [ref for _, ref in self._outputs])
         if self.options.check and not self.parity.ok:
             raise ParityError(self.parity.failure_message(), report=self.parity)
-
-    def _build_nested(self) -> None:
-        self.recorder.progress.stage("building the nested network")
-        flat, outs = self.session, [name for name, _ in self._outputs]
-        self.nested = Nested(self.builder, lambda d: config_code(self.dims, self.inputs.extern_data, self.inputs.order,
-                             d, self._feeder.forward_args, outs), flat, outs)
-        self.nested.check(self._feeder, flat, [self.inputs.values[k] for k in self.inputs.order],
-                          self.dims.given_lengths(), self.recorder.feeds, self.options.atol, self.options.rtol)
-        self.session = self.nested.session
 
     def _require_finished(self, what: str) -> None:
         if self.parity is None:
@@ -239,7 +219,10 @@ class Capture(NotebookView):
         """Python source of a complete RETURNN config for the network (as one subnetwork layer of
         that name: its checkpoint loads with ``preload_from_files`` prefix ``"<name>/"``)."""
         self._require_finished("config_code()")
-        return config_code(self.dims, self.inputs.extern_data, self.inputs.order, self.net_dict,
+        return self._config_of(self.net_dict, subnetwork)
+
+    def _config_of(self, net_dict: dict, subnetwork: str | None = None) -> str:
+        return config_code(self.dims, self.inputs.extern_data, self.inputs.order, net_dict,
                            self._feeder.forward_args, [name for name, _ in self._outputs], subnetwork)
 
     def save_config(self, path: str, subnetwork: str | None = None) -> str:

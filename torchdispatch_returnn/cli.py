@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--state-dict", metavar="FILE", help="weights loaded into the module before the capture "
                    "(torch.load weights_only; a training checkpoint's 'state_dict'/'model' entry works too)")
     c.add_argument("--subnetwork", metavar="NAME", help="write the network as subnetwork NAME of the config")
+    c.add_argument("--nested", action="store_true", help="each module call as a RETURNN subnetwork (variables "
+                   "named like blocks.0/att/q/W)")
     c.add_argument("--out", metavar="DIR", default="returnn_out", help="output directory (default: %(default)s)")
     c.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
                    help="stop at the first op without conversion (default); --no-strict lists all of them")
@@ -255,7 +257,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     out = os.path.abspath(args.out)
     try:
         with torch.no_grad(), returnn_capture(dynamic_shapes=dynamic_shapes, strict=args.strict, check=False,
-                                              atol=args.atol, rtol=args.rtol) as net:
+                                              atol=args.atol, rtol=args.rtol, nested=args.nested) as net:
             model(*inputs)
     except UnsupportedOpError as e:
         print(f"unsupported: {e}", file=sys.stderr)

@@ -63,15 +63,20 @@ def as_subnetwork(net_dict: dict, name: str, input_order: Sequence[str], outputs
     relative to the subnetwork (``name/lin/weight``)."""
     first = "data" if input_order[0] == "data" else f"data:{input_order[0]}"
 
-    def ref(v: Any, key: str = "") -> Any:
-        if isinstance(v, str) and key not in ("eval", "class") and (v == "data" or v.startswith("data:")):
-            return "data" if v == first else f"base:{v}"
+    def ref(v: Any, key: str = "", depth: int = 0) -> Any:
+        """``v`` one network deeper; ``depth``: how deep in subnetworks / rec units ``v`` is."""
+        if isinstance(v, str) and key not in ("eval", "class"):
+            rest = v[5 * depth:] if v.startswith("base:" * depth) else ""
+            if rest == first:
+                return v  # (the wrapping subnetwork's input)
+            if rest.startswith("data:") or rest == "data":  # other extern data: in the new top network
+                return "base:" * (depth + 1) + rest
         if isinstance(v, list):
-            return [ref(x, key) for x in v]
+            return [ref(x, key, depth) for x in v]
         if isinstance(v, tuple):
-            return tuple(ref(x, key) for x in v)
+            return tuple(ref(x, key, depth) for x in v)
         if isinstance(v, dict):
-            return {k: ref(x, k) for k, x in v.items()}
+            return {k: ref(x, k, depth + (k in ("subnetwork", "unit") and isinstance(x, dict))) for k, x in v.items()}
         return v
 
     inner = {k: ref(d) for k, d in net_dict.items()}

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ._backend import batch_dim, tf_dtype
-from .builder import Builder
+from .builder import Builder, captured_by
 from .errors import CaptureError, InputSpecError, user_location
 from .tensor import Ref, ReturnnTensor, plain, wrap
 
@@ -211,6 +211,13 @@ class Inputs:
             raise CaptureError("nothing was captured: call a module inside the block with its input tensors as "
                                "positional arguments (keyword arguments are not seen by the hooks), or mark inputs "
                                "with net.input()")
+
+    def root_outputs(self, out: Any) -> list:
+        """(``output``/``output_1``/..., Ref) of the tensors computed in the capture among the outermost
+        call's result (a tensor, a tuple/list, or a dict's values)."""
+        items = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
+        return [(f"output_{i}" if i else "output", t._rt_ref) for i, t in
+                enumerate(t for t in items if captured_by(t, self.dispatcher))]
 
 
 def _dim_name(name: Any) -> Any:

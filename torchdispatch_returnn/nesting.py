@@ -189,7 +189,8 @@ class Nested:
     """The nested network of a finished capture, built from its written config in its own graph: ``net_dict``,
     ``network``, ``session``, ``param_map`` (TF names of the nested network) and ``run``."""
 
-    def __init__(self, builder: Any, write_config: Any, flat_session: Any, output_names: list[str]):
+    def __init__(self, builder: Any, write_config: Any, flat_session: Any, feeder: Any, inputs: Any, dims: Any,
+                 feeds: list, options: Any, output_names: list[str]):
         layers = [x for x in builder.layers if x.built and not x.unsupported and x.desc is not None
                   and x.parent is None]
         flat = builder.network
@@ -207,6 +208,8 @@ class Nested:
                                    "network")
             self.param_map[key] = dict(e, tf_vars=[var_map[v] for v in e["tf_vars"]], layer=by_flat[e["layer"]])
         self.output_names = output_names
+        self.check(feeder, flat_session, [inputs.values[k] for k in inputs.order], dims.given_lengths(), feeds,
+                   options.atol, options.rtol)
 
     def check(self, feeder: Any, flat_session: Any, args: list, given: dict, feeds: list, atol: float,
               rtol: float) -> None:
