@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ._backend import Config, ensure_returnn, quiet, tf
+from .params import tf_layout
 
 __all__ = ["convert_checkpoint", "load_state_dict", "unwrap_keys", "CheckpointMismatchError",
            "StateDictFileError"]
@@ -223,7 +224,7 @@ def convert_checkpoint(state_dict_or_path: Any, param_map: Any, out_prefix: str,
             raise ValueError(f"param_map entry {key!r} has transform {transform!r} and variables {entry['tf_vars']}: "
                              "this version converts tensors stored as they are or transposed (one variable)")
         t = sd[key].detach().cpu()
-        t = t.permute(*perm) if perm else t
+        t = tf_layout(t, perm)
         shape, dtype = spec_of(entry) or (entry.get("shape"), None)
         if shape is not None and tuple(shape) != tuple(t.shape):
             mismatched[key] = (tuple(t.shape), tuple(shape))

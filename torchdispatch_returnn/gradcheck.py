@@ -31,6 +31,7 @@ from .errors import error_summary, user_location
 from .handlers.registry import target_name
 from .inputs import Inputs
 from .numeric import close, to_numpy
+from .params import torch_layout
 from .runtime import layer_feed
 
 
@@ -130,8 +131,9 @@ def _check(batch: PaddedBatch, what: str, module: torch.nn.Module, kwargs: dict,
                                              layer_values=samples.values)
     except Exception as e:  # (e.g. an op without gradient in TF: reported as a failure)
         return [GradCheck(f"({what})", False, float("inf"), f"no gradient in TensorFlow: {error_summary(e)}")]
-    out = [_result(f"{key} ({what})", _torch_layout(tf_vars.get(param_map[key]["tf_vars"][0]), param_map[key]), w,
-                   atol, rtol) for key, w in want.items()]
+    out = [_result(f"{key} ({what})", torch_layout(tf_vars.get(param_map[key]["tf_vars"][0]),
+                                                   param_map[key].get("perm")), w, atol, rtol)
+           for key, w in want.items()]
     out += [_result(f"input {k} ({what})", tf_inputs.get(k), input_grads[k], atol, rtol, batch.valid(k))
             for k in floats]
     return out
@@ -162,7 +164,7 @@ def _torch_grads(batch: PaddedBatch, module, kwargs, outs, weights, out_dims, fl
                 sl = [slice(0, s) for s in t.shape]
                 sl[bax] = slice(b, b + 1)
                 mine = np.asarray(net_out)[tuple(sl)]
-                if mine.shape != tuple(t.shape) or not close(mine, to_numpy(t), 1e-4, 1e-4):
+                if mine.shape != tuple(t.shape) or not close(mine, to_numpy(t), 1e-4, 1e-4, per_entry=True):
                     return input_grads, ("the network's outputs on a padded batch are not each sequence's own "
                                          "(ops over the batch axis or depending on the padding)")
                 loss = loss + (t.double() * torch.from_numpy(w[tuple(sl)])).sum()
@@ -172,12 +174,6 @@ def _torch_grads(batch: PaddedBatch, module, kwargs, outs, weights, out_dims, fl
                 if leaf.grad is not None:
                     batch.paste(input_grads[k], leaf.grad.numpy(), k, b)
     return input_grads, ""
-
-
-def _torch_layout(value: np.ndarray | None, entry: dict) -> np.ndarray | None:
-    """A variable's value (its gradient) in torch's layout (a ``param_map`` entry with a ``perm`` is transposed)."""
-    perm = entry.get("perm")
-    return value if value is None or not perm else np.transpose(value, np.argsort(perm))
 
 
 def flat_tensors(out: Any) -> list:

@@ -48,11 +48,16 @@ def differences(got: np.ndarray, want: np.ndarray) -> tuple[float, float, float,
     return float(diff.max()), rel_diff(diff, e[fin]), float(np.abs(e[fin]).max()), ""
 
 
-def close(got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> bool:
+def close(got: np.ndarray, want: np.ndarray, atol: float, rtol: float, per_entry: bool = False) -> bool:
     """``got`` agrees with torch's ``want``: max abs diff <= atol + rtol * max |want| (finite entries), the
-    same NaN/inf places, ints and bools equal."""
+    same NaN/inf places, ints and bools within atol (no relative part). ``per_entry``: each finite entry
+    within atol + rtol * its own |want| (stricter for small entries next to large ones)."""
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape:
         return False
     abs_diff, _, scale, why = differences(got, want)
-    return not why and abs_diff <= atol + rtol * scale
+    if why or not per_entry or want.dtype == np.bool_ or not np.issubdtype(want.dtype, np.inexact):
+        return not why and abs_diff <= atol + rtol * scale
+    g, e = (as_real_pairs(got), as_real_pairs(want)) if np.iscomplexobj(want) else (got, want)
+    fin = np.isfinite(e)
+    return bool(np.all(np.abs(g[fin].astype(np.float64) - e[fin]) <= atol + rtol * np.abs(e[fin].astype(np.float64))))

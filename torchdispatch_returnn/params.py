@@ -86,8 +86,21 @@ class HeldParams:
             self._held[id(t)] = (t, layer, name, perm)
             self._entries[self.param_names[id(t)]] = (layer, "", name, perm)
             value = plain(t).detach().cpu().numpy()
-            values.append((layer, name, value.transpose(perm) if perm else value))
+            values.append((layer, name, tf_layout(value, perm)))
         return values
+
+
+def tf_layout(value: Any, perm: list | None) -> Any:
+    """A torch-layout value (numpy array or torch tensor) in the layout of a variable stored transposed
+    (TF axis i is torch axis ``perm[i]``; no ``perm``: as it is)."""
+    if not perm:
+        return value
+    return value.permute(*perm) if isinstance(value, torch.Tensor) else np.transpose(value, perm)
+
+
+def torch_layout(value: np.ndarray | None, perm: list | None) -> np.ndarray | None:
+    """The inverse of :func:`tf_layout`: a variable's value (or gradient) in torch's layout."""
+    return value if value is None or not perm else np.transpose(value, np.argsort(perm))
 
 
 def _transform(perm: list | None) -> dict:

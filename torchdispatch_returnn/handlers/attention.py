@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..tensor import MergedDim
-from .common import apply_mask, causal_mask, linear_ref, lit, matmul_ref, slice_ref, softmax_ref
+from .common import apply_mask, causal_mask, linear_ref, lit, mask_expr, matmul_ref, slice_ref, softmax_ref
 from .linear import linear_layer
 from .registry import handles
 
@@ -70,8 +70,7 @@ def multi_head_attention_forward(ctx, query, key, value, embed_dim_to_check, num
     scale = lit(1.0 / math.sqrt(e // h))
     if key_padding_mask is not None:  # (B, S): True (bool) = ignore, or added (float)
         m = ctx.ref(key_padding_mask)
-        expr = (f"tf.where(x1[:, None, None, :], tf.cast(float('-inf'), x0.dtype), x0 * {scale})"
-                if m.dtype == torch.bool else f"x0 * {scale} + tf.cast(x1, x0.dtype)[:, None, None, :]")
+        expr = mask_expr(f"x0 * {scale}", "x1[:, None, None, :]", m.dtype == torch.bool, False, "x0.dtype")
         scores = ctx.tf_op(expr, [scores, m], scores.dims, dtype=scores.dtype)
     else:
         scores = ctx.eval(f"source(0) * {scale}", [scores], scores.dims, dtype=scores.dtype)

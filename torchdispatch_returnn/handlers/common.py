@@ -247,12 +247,17 @@ def apply_mask(ctx, scores: Ref, mask: Ref, *, true_means_keep: bool, align: boo
     or True masks, per ``true_means_keep``), a float mask is added. The mask is broadcast onto the
     scores by torch's positional rule, unless ``align=False`` (it has some of the scores' dims)."""
     m = ctx.align(mask, scores.dims) if align else mask
-    if m.dtype == torch.bool:
-        expr = ("tf.where(source(1), source(0), float('-inf'))" if true_means_keep
-                else "tf.where(source(1), float('-inf'), source(0))")
-    else:
-        expr = "source(0) + tf.cast(source(1), source(0).dtype)"
+    expr = mask_expr("source(0)", "source(1)", m.dtype == torch.bool, true_means_keep, "source(0).dtype")
     return ctx.eval(expr, [scores, m], scores.dims, dtype=scores.dtype)
+
+
+def mask_expr(x: str, m: str, is_bool: bool, true_means_keep: bool, dtype: str) -> str:
+    """TF code of scores ``x`` with mask ``m`` (the one rule of :func:`apply_mask`): a bool mask puts -inf
+    where it masks out, a float mask is added; ``dtype``: code of the scores' dtype."""
+    if not is_bool:
+        return f"{x} + tf.cast({m}, {dtype})"
+    inf = f"tf.cast(float('-inf'), {dtype})"
+    return f"tf.where({m}, {x}, {inf})" if true_means_keep else f"tf.where({m}, {inf}, {x})"
 
 
 def causal_mask(ctx, scores: Ref, q_ax: int, k_ax: int) -> Ref:
