@@ -30,6 +30,10 @@ CASES = [
     c1("conv1d_same_dilation", lambda: nn.Conv1d(4, 6, 3, dilation=3, padding="same")),
     c1("conv1d_groups", lambda: nn.Conv1d(4, 6, 3, groups=2)),
     c1("conv1d_depthwise", lambda: nn.Conv1d(4, 8, 3, groups=4, padding=1)),
+    c1("conv1d_groups_stride_pad_dilation", lambda: nn.Conv1d(4, 6, 3, padding=2, dilation=2, groups=2)),
+    c1("conv1d_groups_stride_pad", lambda: nn.Conv1d(4, 6, 4, stride=2, padding=2, groups=2)),
+    c1("conv1d_groups_weight_norm", lambda: torch.nn.utils.parametrizations.weight_norm(
+        nn.Conv1d(4, 8, 6, padding=3, groups=2), dim=2)),  # (wav2vec2's positional conv)
     c1("conv1d_nobias", lambda: nn.Conv1d(4, 6, 3, bias=False)),
     c1("conv1d_stack", lambda: nn.Sequential(nn.Conv1d(4, 6, 3, stride=2), nn.ReLU(), nn.Conv1d(6, 5, 3, stride=2))),
     c1("F_conv1d", lambda: Fn(lambda m, x: F.conv1d(x, m.p0, m.p1, stride=2, padding=1), torch.randn(5, 4, 3),

@@ -27,11 +27,28 @@ def rel_diff(diff: np.ndarray, expected: np.ndarray) -> float:
     return float((diff[nonzero] / np.abs(expected[nonzero])).max())
 
 
-def differences(got: np.ndarray, want: np.ndarray) -> tuple[float, float, float, str]:
+#: entries compared at a time (the float64 copies of a block stay small for large activations)
+BLOCK = 1 << 20
+
+
+def differences(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float, float, str]:
     """(max abs diff, max rel diff, the scale: max |want| over finite entries, why they differ outright) of
-    same-shaped arrays: complex values as real pairs, ints and bools exactly, NaN/inf where torch has them."""
+    same-shaped arrays (only the entries where ``mask`` is True, if given): complex values as real pairs,
+    ints and bools exactly, NaN/inf where torch has them. Large arrays are compared block by block."""
     if np.iscomplexobj(got) or np.iscomplexobj(want):
         got, want = as_real_pairs(got), as_real_pairs(want)
+        mask = None if mask is None else np.broadcast_to(mask[..., None], want.shape)
+    if want.size > BLOCK:
+        g, e = np.asarray(got).reshape(-1), np.asarray(want).reshape(-1)
+        m = None if mask is None else np.asarray(mask).reshape(-1)
+        parts = [differences(g[i:i + BLOCK], e[i:i + BLOCK], None if m is None else m[i:i + BLOCK])
+                 for i in range(0, e.size, BLOCK)]
+        why = next((p[3] for p in parts if p[3]), "")
+        if why:
+            return float("inf"), float("inf"), 0.0, why
+        return tuple(max(p[k] for p in parts) for k in range(3)) + ("",)
+    if mask is not None:
+        got, want = np.asarray(got)[mask], np.asarray(want)[mask]
     if want.size == 0:
         return 0.0, 0.0, 0.0, ""
     if want.dtype == np.bool_ or np.issubdtype(want.dtype, np.integer):

@@ -275,7 +275,8 @@ class ParityReport:
 
 def check(records: Sequence[ParityRecord], fetch: Callable[[Ref], Any], run: Callable[[list], list],
           lengths_of: Callable[[Ref], dict] | None, atol: float, rtol: float, full: np.ndarray | None = None) -> None:
-    """Fetch every checked record's layer in one run and compare with the torch value.
+    """Fetch every checked record's layer (in runs of at most ``FETCH_BYTES`` of values) and compare with the
+    torch value.
 
     ``fetch(ref)``: the TF tensor of a ref in torch axis order; ``run(tensors)``: their values;
     ``lengths_of(ref)``: {dim id: TF lengths} of dims whose padding is not compared (or None);
@@ -285,8 +286,28 @@ def check(records: Sequence[ParityRecord], fetch: Callable[[Ref], Any], run: Cal
     for rec in records:
         rec.layer = rec.ref.name
     checked = [r for r in records if r.check]
-    if not checked:
-        return
+    chunk, size = [], 0
+    for r in checked:  # runs of at most FETCH_BYTES of values (or one op): memory stays bounded
+        if chunk and size + _nbytes(r) > FETCH_BYTES:
+            _check_chunk(chunk, fetch, run, lengths_of, atol, rtol, full)
+            chunk, size = [], 0
+        chunk.append(r)
+        size += _nbytes(r)
+    if chunk:
+        _check_chunk(chunk, fetch, run, lengths_of, atol, rtol, full)
+
+
+#: bytes of network values fetched per run of the parity check
+FETCH_BYTES = 128 << 20
+
+
+def _nbytes(r: ParityRecord) -> int:
+    v = r.value
+    return int(v.numel() * v.element_size()) if isinstance(v, torch.Tensor) else int(np.asarray(v).nbytes)
+
+
+def _check_chunk(checked: list, fetch: Callable, run: Callable, lengths_of: Callable | None, atol: float, rtol: float,
+                 full: np.ndarray | None) -> None:
     fetches = [fetch(r.ref) for r in checked]
     lens: dict = {}
     if lengths_of is not None:
@@ -310,6 +331,7 @@ def check(records: Sequence[ParityRecord], fetch: Callable[[Ref], Any], run: Cal
             rec.ok, rec.check = None, False
             rec.note = "; ".join(filter(None, [rec.note, f"unchecked: {why}"]))
         rec.value = None if rec.ok else rec.value  # keep memory low; failures keep the torch value
+    values.clear()
 
 
 def _failing_op(checked, fetches, run, error: Exception) -> CaptureError:
@@ -356,9 +378,10 @@ def compare(record: ParityRecord, returnn_value: np.ndarray, atol: float, rtol: 
         record.note = f"shape {got.shape} != torch {expected.shape}"
         return
     if mask is not None and mask.shape == expected.shape:
-        expected, got = expected[mask], got[mask]
         record.note = "; ".join(filter(None, [record.note, "valid frames"]))
-    record.max_abs_diff, record.max_rel_diff, scale, why = differences(got, expected)
+    else:
+        mask = None
+    record.max_abs_diff, record.max_rel_diff, scale, why = differences(got, expected, mask)
     record.note = "; ".join(filter(None, [record.note, why]))
     record.ok = not why and record.max_abs_diff <= atol + rtol * scale
 

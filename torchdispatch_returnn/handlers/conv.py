@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import held_layer, held_out_dim, ntuple, slice_ref
+from .common import held_layer, held_out_dim, mask_padding, ntuple, slice_ref
 from .registry import handles
 
 
@@ -63,8 +63,8 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
         ks = [(k - 1) * d + 1 for k, d in zip(ks, dilation)]
         dilation = (1,) * n
     if groups > 1 and (groups < r.shape[1] or n == 3):
-        # TF's CPU gradient of grouped convs fails, and TF has no grouped 3-D conv: a block-diagonal dense kernel
-        w, groups = _dense_grouped_kernel(ctx, w, groups, r.dims[1]), 1
+        # TF's CPU gradient of grouped convs fails, and TF has no grouped 3-D conv: one conv per group
+        return _per_group_conv(ctx, n, r, w, bias, out_spatial, stride, pads, dilation, groups)
     in_dim = r.dims[1] if groups == 1 else ctx.dims.static_derived("floordiv", r.dims[1], groups)
     w = ctx.rename(w, {w.dims[1]: in_dim})
     d = {"class": "conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": spatial, "out_dim": out_dim,
@@ -107,6 +107,22 @@ def _unbatched_conv(ctx, n, r, w, bias, stride, pads, dilation, groups):
             f"{[[0, 0]] + [[p, p] for p in pads] + [[0, 0]]}), tf.transpose(x1, {[a + 1 for a in spatial] + [1, 0]}), "
             f"strides={list(stride)}, padding='VALID')[0], {[n] + [a - 1 for a in spatial]})")
     return _plus_bias(ctx, ctx.tf_op(expr, [r, w], [w.dims[0]] + out_sp, dtype=r.dtype), bias, 0)
+
+
+def _per_group_conv(ctx, n, r, w, bias, out_spatial, stride, pads, dilation, groups):
+    """A grouped conv as one TF conv per group on its slice of channels, concatenated (memory and work of
+    the grouped kernel, unlike a block-diagonal dense one); padding frames of the input are zeros first,
+    as RETURNN's conv masks them."""
+    for ax in range(2, 2 + n):
+        if r.dims[ax].is_dynamic():
+            r = mask_padding(ctx, r, r.dims[ax])
+    sp = list(range(2, n + 2))
+    expr = (f"tf.transpose(tf.concat([tf.nn.convolution(xg, wg, strides={list(stride)}, padding='VALID', "
+            f"dilations={list(dilation)}) for xg, wg in zip(tf.split(tf.pad(tf.transpose(x0, {[0] + sp + [1]}), "
+            f"{[[0, 0]] + [[p, p] for p in pads] + [[0, 0]]}), {groups}, axis=-1), tf.split(tf.transpose(x1, "
+            f"{sp + [1, 0]}), {groups}, axis=-1))], axis=-1), {[0, n + 1] + [a - 1 for a in sp]})")
+    y = ctx.tf_op(expr, [r, w], [r.dims[0], w.dims[0]] + list(out_spatial), dtype=r.dtype)
+    return _plus_bias(ctx, y, bias, 1)
 
 
 def _plus_bias(ctx, y, bias, ax):
