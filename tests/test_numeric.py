@@ -21,3 +21,20 @@ def test_close_nan_places_ints_and_complex():
     c = np.array([1 + 1j, 0.001j])
     assert close(c, c, 0.0, 0.0, per_entry=True) and not close(c * 1.01, c, 1e-4, 1e-4, per_entry=True)
     assert not close(np.zeros(3), np.zeros(2), 1.0, 1.0)
+
+
+def test_differences_block_by_block_equal_the_whole():
+    from torchdispatch_returnn import numeric
+
+    rng = np.random.default_rng(0)
+    want = rng.standard_normal(numeric.BLOCK * 2 + 7).astype(np.float32)
+    got = want + rng.standard_normal(want.shape).astype(np.float32) * 1e-6
+    mask = rng.random(want.shape) < 0.5
+    blocked = numeric.differences(got, want, mask)
+    whole = numeric.differences(got[mask][:numeric.BLOCK], want[mask][:numeric.BLOCK])  # (under one block)
+    assert blocked[3] == "" and blocked[0] >= whole[0] and blocked[2] >= whole[2]
+    assert blocked[0] == float(np.abs(got[mask].astype(np.float64) - want[mask]).max())
+    got[numeric.BLOCK + 3] = np.nan  # a NaN torch does not have, in the second block
+    assert numeric.differences(got, want)[3] and not numeric.close(got, want, 1e-3, 1e-3)
+    mask[numeric.BLOCK + 3] = False  # masked out: not compared
+    assert numeric.differences(got, want, mask)[3] == ""
