@@ -21,7 +21,7 @@ from ._backend import Config, Dim, Tensor, TFNetwork, batch_dim, quiet, tf_dtype
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
 from .naming import ModuleScopes, Namer, role_of
-from .naming.refs import has_merged, to_names
+from .naming.refs import has_merged, needed, to_names
 from .params import HeldParams, scope_of
 from .progress import Progress
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
@@ -56,6 +56,8 @@ class Builder:
         self._op_base = "op"
         self._tensor_refs: dict[int, tuple[torch.Tensor, Ref]] = {}
         self.input_layers: list[Layer] = []  # extern data layers, in order
+        self.output_layers: list[Layer] = []  # the ``output``, ``output_1``, ... layers
+        self.written: set[int] | None = None  # ids of the layers the written config has (see :meth:`keep_needed`)
 
     # -- inputs -----------------------------------------------------------------------------------
     def define_input(self, key: str, opts: dict) -> Layer:
@@ -199,7 +201,9 @@ class Builder:
             d = {"class": "transpose", "from": src, "perm": list(src.dims)}
             if name != "output":
                 d["is_output_layer"] = True
-            out.append((self.add(d, src.dims, ref.dtype, site=None, scope="", name=name).name, ref))
+            layer = self.add(d, src.dims, ref.dtype, site=None, scope="", name=name).layer
+            self.output_layers.append(layer)
+            out.append((layer.name, ref))
         return out
 
     def _merged_batch_output(self, name: str, ref: Ref) -> Ref:
@@ -216,6 +220,22 @@ class Builder:
             ref = self.add(d, dims, ref.dtype, site=ref.layer.site, scope="", shape=ref.shape,
                            name=self.namer.unique(f"{name}_merge_batch"))
         return ref
+
+    def keep_needed(self, extra: list[Layer]) -> None:
+        """The written config keeps the layers the outputs need, the layers holding parameters (with what they
+        read) and ``extra`` (layers fed by name: random values); the others (e.g. an LSTM's final states nobody
+        reads, attention weights a module returns unused) stay in the live network only."""
+        self.written = needed(self.output_layers + self.held.layers() + list(extra))
+
+    @property
+    def net_dict(self) -> dict:
+        """The network dict of the written config (the live network's, without the layers nothing needs)."""
+        desc = self.network.layers_desc
+        if self.written is None:
+            return desc
+        names = {x.name for x in self.layers if id(x) in self.written}
+        names |= {x.alias.name for x in self.layers if x.alias is not None and id(x.alias) in self.written}
+        return {k: d for k, d in desc.items() if k in names}
 
     # -- parameters and constants --------------------------------------------------------------------
     def is_param(self, t: torch.Tensor) -> bool:

@@ -164,10 +164,10 @@ class Capture(NotebookView):
             raise CaptureError("the captured code returned no tensor computed from its inputs; use net.output()")
         self._outputs = self.builder.add_outputs(outs)
         self.builder.flush()
+        self.builder.keep_needed([f.ref.layer for f in self.recorder.feeds])
         self.builder.load_weights(self.session)
         self._fetch = Fetcher(self.network, self.graph)
-        args = [ArgSpec(kind, key) for kind, key in self.inputs.forward_args]
-        self._feeder = Feeder(self.network, self.inputs.order, args)
+        self._feeder = Feeder(self.network, self.inputs.order, [ArgSpec(*a) for a in self.inputs.forward_args])
         self.recorder.progress.stage("checking parity")
         self.parity = verify.parity_run(self.recorder, self.session, self._fetch, self._feeder, self.inputs, self.dims,
                                         self.options)
@@ -196,7 +196,7 @@ class Capture(NotebookView):
 
     @property
     def net_dict(self) -> dict:
-        return self.nested.net_dict if self.nested else self.network.layers_desc if self.network is not None else {}
+        return self.nested.net_dict if self.nested else self.builder.net_dict if self.network is not None else {}
 
     @property
     def extern_data(self) -> dict:

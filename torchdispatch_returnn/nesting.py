@@ -192,7 +192,7 @@ class Nested:
     def __init__(self, builder: Any, write_config: Any, flat_session: Any, feeder: Any, inputs: Any, dims: Any,
                  feeds: list, options: Any, output_names: list[str]):
         layers = [x for x in builder.layers if x.built and not x.unsupported and x.desc is not None
-                  and x.parent is None]
+                  and x.parent is None and (builder.written is None or id(x) in builder.written)]
         flat = builder.network
         holds = {id(x) for x in layers if flat.get_layer(x.path).params}
         self.net_dict, self.paths = nest(layers, builder.held.variable_layers(), holds)

@@ -35,6 +35,10 @@ class HeldParams:
         """The parameter ``key`` is the ``variable`` layer ``layer`` (TF variable ``<module path>/<name>``)."""
         self._entries[key] = (layer, scope_of(key), key.rsplit(".", 1)[-1], None)
 
+    def layers(self) -> list[Layer]:
+        """The layers holding parameters (their own ``variable`` layers or the layers computing with them)."""
+        return [layer for layer, _, _, _ in self._entries.values()]
+
     def variable_layers(self) -> dict[int, str]:
         """{id(layer): state_dict key} of the parameters that are ``variable`` layers of their own."""
         return {id(layer): key for key, (layer, scope, _, _) in self._entries.items() if scope}

@@ -6,7 +6,10 @@ one per size origin instead of one per op.
   its output that input's dim, so the residual add after it needs no rename, and every block's
   feed-forward hidden axis is one dim.
 - **Splits**: a static axis split the same way again gets the same parts (the heads and head size
-  of q, k and v are one pair of dims), and merging exactly those parts gives the axis back.
+  of q, k and v are one pair of dims), and merging exactly those parts gives the axis back (parts not split
+  from one axis merge into one dim made the first time).
+- **Others of a size**: where the model's dim of a size cannot be used (a ``Linear(256, 256)`` or a
+  depthwise conv on it), one other dim of that size, shared by all such layers.
 - **Twins**: a second axis of a dim's lengths (the key axis of attention scores) is the same dim
   wherever the tensors involved do not have it already.
 
@@ -29,15 +32,24 @@ class SharedDims:
         self._splits: dict[tuple, tuple[Dim, list[Dim]]] = {}  # (id(axis), sizes) -> (axis, parts)
         self._merged: dict[tuple, Dim] = {}  # ids of parts -> the axis they were split from
         self._twins: dict[int, list[Dim]] = {}  # id(dim) -> dims made for a second axis of its lengths
+        self._others: dict[int, list[Dim]] = {}  # size -> dims of that size made where the model's was avoided
+        self._made_merges: dict[tuple, Dim] = {}  # ids of parts -> the dim made when they were first merged
 
     def feature(self, size: int, name: str, avoid: Any = (), dim: Dim | None = None) -> Dim:
         """The model's dim of ``size`` (``dim``, an input's axis, if none is known yet); a new dim (the model's
         if it has none of that size) where the known one is one of ``avoid`` (the tensor's other axes)."""
         d = self._features.get(size)
-        if d is None or any(d is a for a in avoid):
+        if d is None:
             d = dim or self._registry.static(size, name)
             self._registry.mark_plain(d)
-            self._features.setdefault(size, d)
+            self._features[size] = d
+        elif any(d is a for a in avoid):  # (a Linear(256, 256) on the model dim: one other dim of that size)
+            others = self._others.setdefault(size, [])
+            d = next((o for o in others if not any(o is a for a in avoid)), None)
+            if d is None:
+                d = self._registry.static(size, name)
+                self._registry.mark_plain(d)
+                others.append(d)
         return d
 
     def split(self, axis: Dim, sizes: list[int], name: str, avoid: Any = ()) -> list[Dim]:
@@ -57,6 +69,20 @@ class SharedDims:
         """The axis ``parts`` were split from (merging them gives it back), unless it is in ``avoid``."""
         axis = self._merged.get(tuple(map(id, parts)))
         return None if axis is None or any(axis is a for a in avoid) else axis
+
+    def merge(self, parts: list[Dim], make: Any, avoid: Any = ()) -> Dim:
+        """The dim of ``parts`` merged: the axis they were split from, else the dim made (by ``make()``) when
+        these parts were first merged (the heads of every attention block merge into one dim), unless it is in
+        ``avoid``."""
+        axis = self.merged(parts, avoid)
+        if axis is not None:
+            return axis
+        key = tuple(map(id, parts))
+        made = self._made_merges.get(key)
+        if made is None or any(made is a for a in avoid):
+            made = make()
+            self._made_merges.setdefault(key, made)
+        return made
 
     def twin(self, dim: Dim, make: Any, avoid: Any) -> Dim:
         """A dim of ``dim``'s lengths for a second axis: one made before (by ``make()``) that is not in ``avoid``."""

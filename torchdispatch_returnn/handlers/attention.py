@@ -90,7 +90,7 @@ def multi_head_attention_forward(ctx, query, key, value, embed_dim_to_check, num
     att = softmax_ref(ctx, scores, 3)
     ctxv = matmul_ref(ctx, att, v)  # (B, H, T, Dh)
     ctxv = ctx.transpose_to(ctxv, [ctxv.dims[2], ctxv.dims[0], head, hd])
-    merged_dim = ctx.dims.shared.merged([head, hd]) or ctx.dims.static(e, f"{ctx.op_name}_embed")
+    merged_dim = ctx.dims.shared.merge([head, hd], lambda: ctx.dims.static(e, f"{ctx.op_name}_embed"))
     merged = ctx.layer({"class": "merge_dims", "from": ctxv, "axes": [head, hd], "out_dim": merged_dim},
                        [ctxv.dims[0], ctxv.dims[1], merged_dim], dtype=ctxv.dtype)
     out = linear_layer(ctx, merged, out_proj_weight, out_proj_bias)

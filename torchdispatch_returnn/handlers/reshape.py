@@ -70,7 +70,7 @@ def reshape_ref(ctx, r, sizes: list, out_shape: tuple):
             axes_pos = [_pos(r.dims, d) for d in in_dims]
             others = [d for k, d in enumerate(r.dims) if k not in axes_pos]
             merged = hints[gj[0]] if len(gj) == 1 and hints[gj[0]] is not None else \
-                ctx.dims.shared.merged(list(in_dims), avoid=others) or _product_dim(ctx, in_dims)
+                ctx.dims.shared.merge(list(in_dims), lambda: _product_dim(ctx, in_dims), avoid=others)
             dims = [d for k, d in enumerate(r.dims) if k not in axes_pos]
             dims.insert(min(axes_pos), merged)
             r = ctx.layer({"class": "merge_dims", "from": r, "axes": in_dims, "out_dim": merged}, dims,

@@ -3,7 +3,7 @@ layer's description holds until construction, and their names."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,3 +49,33 @@ def has_merged(obj: Any) -> bool:
     if isinstance(obj, (list, tuple)):
         return any(has_merged(v) for v in obj)
     return False
+
+
+def referenced(obj: Any) -> Iterator[Layer]:
+    """The layers a net-dict value refers to."""
+    if isinstance(obj, Ref):
+        yield obj.layer
+    elif isinstance(obj, Layer):
+        yield obj
+    elif isinstance(obj, Base):
+        yield from referenced(obj.ref)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from referenced(k)
+            yield from referenced(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from referenced(v)
+
+
+def needed(roots: list[Layer]) -> set[int]:
+    """ids of ``roots`` and of every layer they need: the layers their descriptions read, the casts standing
+    for those, the rec layers of sub-layers."""
+    keep: set[int] = set()
+    stack = list(roots)
+    while stack:
+        x = stack.pop()
+        if id(x) not in keep:
+            keep.add(id(x))
+            stack += [y for y in (x.alias, x.parent) if y is not None] + list(referenced(x.desc))
+    return keep
