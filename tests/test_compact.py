@@ -210,3 +210,53 @@ def test_batch_norm_is_one_layer_holding_the_statistics():
     assert net.param_map["bn.weight"]["tf_vars"] == ["bn/batch_norm/v2_gamma"]
     trainable = {v.op.name for v in net.graph.get_collection("trainable_variables")}
     assert "bn/batch_norm/v2_gamma" in trainable and "bn/batch_norm/v2_mean" not in trainable
+
+
+class ConvModule(nn.Module):
+    """A Conformer-style conv module: pointwise conv + GLU, depthwise conv, norm, pointwise conv; and the
+    attention of nn.MultiheadAttention, whose averaged weights are returned but not read."""
+
+    def __init__(self, d=8):
+        super().__init__()
+        self.att = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.pw1, self.dw = nn.Conv1d(d, 2 * d, 1), nn.Conv1d(d, d, 3, padding=1, groups=d)
+        self.pw2 = nn.Conv1d(d, d, 1)
+
+    def forward(self, x):
+        x = x + self.att(x, x, x)[0]  # (need_weights=True: the weights are computed by torch, read by nobody)
+        y = F.glu(self.pw1(x.transpose(1, 2)), dim=1)
+        return x + self.pw2(torch.relu(self.dw(y))).transpose(1, 2)
+
+
+def test_blocks_share_dims_and_the_config_has_no_unread_layers():
+    torch.manual_seed(0)
+    model = nn.Sequential(ConvModule(), ConvModule(), ConvModule()).eval()
+    net = assert_converts(model, torch.randn(2, 9, 8), dynamic_shapes=DYN, grads=True)
+    # time, its key twin, the model dim, the in-projection (3 * 8) and its parts (3, heads, head size),
+    # the heads merged, the pointwise conv's 16, the depthwise conv's output: the same for all 3 blocks
+    assert len(net.dims.declarations()) <= 10, net.dims.declarations()
+    dw = [d for n, d in net.net_dict.items() if d["class"] == "conv" and d.get("groups", 1) > 1]
+    assert len(dw) == 3 and len({id(d["out_dim"]) for d in dw}) == 1
+    merges = [d for d in net.net_dict.values() if d["class"] == "merge_dims"]
+    assert len(merges) == 3 and len({id(d["out_dim"]) for d in merges}) == 1
+    # the averaged attention weights stay in the live network, not in the written config
+    pruned = set(net.builder.network.layers_desc) - set(net.net_dict)
+    assert pruned == {f"{i}.att.multi_head_attention_forward_1" for i in range(3)}  # (the second result)
+
+
+def test_lstm_final_states_nobody_reads_are_not_written():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = lstm
+
+        def forward(self, x):
+            return self.lstm(x)[0]
+
+    net = assert_converts(M().eval(), torch.randn(3, 7, 4), dynamic_shapes=DYN, grads=True)
+    assert len(net.net_dict) < len(net.builder.network.layers_desc)
+    assert not [n for n, d in net.net_dict.items() if d["class"] == "gather"]  # (the last frames)
+    assert {k for k in net.param_map} == {k for k, _ in lstm.named_parameters(prefix="lstm")}
