@@ -1,10 +1,11 @@
-"""BLSTM encoder benchmark: conv frontend + 2-layer bidirectional LSTM (512 units), B=8, T=500.
+"""BLSTM (or BGRU: ``--cell gru``) encoder benchmark: conv frontend + 2-layer bidirectional LSTM/GRU (512 units),
+B=8, T=500.
 
 Prints capture seconds, then inference seconds of torch eager vs. the converted RETURNN network
 (live session, full-length batch and a padded batch with sequence lengths), side by side.
 Results go to benchmarks/results/rnn_bench.json; a previous run there is compared against.
 
-    python benchmarks/rnn_bench.py [--batch 8] [--time 500] [--units 512] [--repeat 3]
+    python benchmarks/rnn_bench.py [--batch 8] [--time 500] [--units 512] [--repeat 3] [--cell lstm|gru]
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from torchdispatch_returnn import returnn_capture
 
 
 class BLSTMEncoder(nn.Module):
-    def __init__(self, feat=80, units=512):
+    def __init__(self, feat=80, units=512, cell="lstm"):
         super().__init__()
         self.frontend = nn.Sequential(nn.Conv1d(feat, units, 3, padding=1), nn.ReLU(),
                                       nn.Conv1d(units, units, 3, stride=2, padding=1), nn.ReLU())
-        self.lstm = nn.LSTM(units, units, num_layers=2, bidirectional=True, batch_first=True)
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.lstm = rnn(units, units, num_layers=2, bidirectional=True, batch_first=True)
         self.out = nn.Linear(2 * units, 100)
 
     def forward(self, x):  # (B, T, F)
@@ -53,11 +55,13 @@ def main() -> None:
     p.add_argument("--time", type=int, default=500)
     p.add_argument("--units", type=int, default=512)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--out", default=default_path("rnn_bench"))
+    p.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
+    p.add_argument("--out", default=None, help="results file (default: results/rnn_bench.json, rnn_bench_gru.json)")
     args = p.parse_args()
+    args.out = args.out or default_path("rnn_bench" if args.cell == "lstm" else "rnn_bench_gru")
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
-    model = BLSTMEncoder(units=args.units).eval()
+    model = BLSTMEncoder(units=args.units, cell=args.cell).eval()
     x = torch.randn(args.batch, args.time, 80)
     with torch.no_grad():
         t0 = time.perf_counter()
@@ -71,9 +75,10 @@ def main() -> None:
     t_returnn_pad = _best(lambda: net.run(x, seq_lens={"time": lens}), args.repeat)
     res = {"capture_s": t_capture, "torch_s": t_torch, "returnn_s": t_returnn, "returnn_padded_s": t_returnn_pad,
            "ops": len(net.parity), "layers": len(net.net_dict), "parity_ok": net.parity.ok,
-           "B": args.batch, "T": args.time, "units": args.units}
+           "B": args.batch, "T": args.time, "units": args.units, "cell": args.cell}
     prev = previous(args.out) or None
-    print(f"conv frontend + 2-layer BLSTM ({args.units} units), B={args.batch}, T={args.time}; best of {args.repeat}")
+    print(f"conv frontend + 2-layer bidirectional {args.cell.upper()} ({args.units} units), B={args.batch}, "
+          f"T={args.time}; best of {args.repeat}")
     print(f"capture: {t_capture:.2f} s ({res['ops']} ops, {res['layers']} layers, parity "
           f"{'ok' if net.parity.ok else 'FAILED'})")
     print(f"{'inference':<28} {'seconds':>8} {'vs torch':>9} {'vs prev':>8}")

@@ -40,6 +40,9 @@ def _rel(path: str, base: str) -> str:
 
 
 class _Nester:
+    """Places the layers of one capture in subnetworks (:meth:`locate`), then writes their descriptions with
+    relative references (:meth:`write`) and completes each subnetwork (:meth:`finish`)."""
+
     def __init__(self, layers: list[Layer], param_keys: dict[int, str], holds_params: set[int]):
         self.param_keys = param_keys  # id(variable layer) -> the state_dict key of its parameter
         self.holds_params = holds_params  # id(layer) of layers with variables in the flat network
