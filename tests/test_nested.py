@@ -7,7 +7,7 @@ the written nested config + checkpoint against torch, other lengths, a padded ba
 import pytest
 import torch
 import torch.nn as nn
-from test_returnn_entry import _forward_config, _hdf_sequences, _run_returnn
+from test_returnn_entry import _forward_equals_torch, preload
 
 from torchdispatch_returnn import convert_checkpoint, returnn_capture
 from torchdispatch_returnn._backend import tf
@@ -187,16 +187,8 @@ def test_nested_network_as_subnetwork_with_preloaded_checkpoint_in_returnn(tmp_p
     code = net.config_code(subnetwork="enc")
     assert "'from': 'base:base:inp'" in code  # (relative references kept one level deeper)
     ckpt = net.save_checkpoint(str(tmp_path / "torch_model"))
-    seqs = [torch.randn(n, D) for n in (7, 12, 3)]
-    cfg = tmp_path / "fwd.config"
-    cfg.write_text(_forward_config(code, ckpt, [s.numpy() for s in seqs], str(tmp_path / "out.hdf"),
-                                   f"preload_from_files = {{'torch': {{'filename': {ckpt!r}, 'prefix': 'enc/'}}}}"))
-    _run_returnn(str(cfg), str(tmp_path))
-    got = _hdf_sequences(str(tmp_path / "out.hdf"))
-    for i, s in enumerate(seqs):
-        with torch.no_grad():
-            want = model(s[None])[0].numpy()
-        assert abs(got[f"seq-{i}"] - want).max() < 1e-5
+    _forward_equals_torch(tmp_path, model, code, ckpt, [torch.randn(n, D) for n in (7, 12, 3)], preload(ckpt),
+                          rtol=0.0)
 
 
 NESTED_FILE = """

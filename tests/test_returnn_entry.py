@@ -59,6 +59,26 @@ def _hdf_sequences(path: str) -> dict:
     return {tag: values[s:s + n] for tag, s, n in zip(tags, starts, lens)}
 
 
+def _forward_equals_torch(tmp_path, model, code: str, ckpt: str, seqs: list, extra: str, rtol: float = 1e-5,
+                          atol: float = 1e-5) -> None:
+    """``python -m returnn`` with ``task = "forward"`` on ``seqs`` (weights by ``extra``: ``load`` or
+    ``preload_from_files``), each sequence's output equal to torch's on it alone."""
+    cfg = tmp_path / "fwd.config"
+    cfg.write_text(_forward_config(code, ckpt, [s.numpy() for s in seqs], str(tmp_path / "out.hdf"), extra))
+    _run_returnn(str(cfg), str(tmp_path))
+    got = _hdf_sequences(str(tmp_path / "out.hdf"))
+    assert len(got) == len(seqs)
+    for i, s in enumerate(seqs):
+        with torch.no_grad():
+            want = model(s[None])[0].numpy()
+        np.testing.assert_allclose(got[f"seq-{i}"], want, rtol=rtol, atol=atol)
+
+
+def preload(ckpt: str, prefix: str = "enc/") -> str:
+    """The config line loading the capture's checkpoint into subnetwork ``prefix``."""
+    return f"preload_from_files = {{'torch': {{'filename': {ckpt!r}, 'prefix': {prefix!r}}}}}"
+
+
 def _train_config(code: str, ckpt: str, seqs: list, model: str) -> str:
     """One epoch at learning rate 0 that preloads the torch weights and saves ``model.001``; a
     user's loss layer after the subnetwork."""
@@ -91,15 +111,7 @@ def test_subnetwork_trained_at_learning_rate_0_then_forward_equals_torch(tmp_pat
     train_cfg.write_text(_train_config(code, ckpt, [s.numpy() for s in seqs], str(tmp_path / "model")))
     _run_returnn(str(train_cfg), str(tmp_path))
     assert (tmp_path / "model.001.index").exists()
-    cfg = tmp_path / "fwd.config"
-    cfg.write_text(_forward_config(code, ckpt, [s.numpy() for s in seqs], str(tmp_path / "out.hdf"),
-                                   f"load = {str(tmp_path / 'model.001')!r}"))
-    _run_returnn(str(cfg), str(tmp_path))
-    got = _hdf_sequences(str(tmp_path / "out.hdf"))
-    for i, s in enumerate(seqs):
-        with torch.no_grad():
-            want = model(s[None])[0].numpy()
-        np.testing.assert_allclose(got[f"seq-{i}"], want, rtol=1e-5, atol=1e-5)
+    _forward_equals_torch(tmp_path, model, code, ckpt, seqs, f"load = {str(tmp_path / 'model.001')!r}")
 
 
 @pytest.mark.slow
@@ -111,17 +123,7 @@ def test_subnetwork_config_with_preloaded_checkpoint_runs_in_returnn(tmp_path):
     code = net.config_code(subnetwork="enc")
     assert "'enc': {'class': 'subnetwork', 'from': 'data', 'subnetwork': {" in code
     ckpt = net.save_checkpoint(str(tmp_path / "torch_model"))
-    seqs = [torch.randn(n, F_IN) for n in (7, 12, 3)]
-    cfg = tmp_path / "fwd.config"
-    cfg.write_text(_forward_config(code, ckpt, [s.numpy() for s in seqs], str(tmp_path / "out.hdf"),
-                                   f"preload_from_files = {{'torch': {{'filename': {ckpt!r}, 'prefix': 'enc/'}}}}"))
-    _run_returnn(str(cfg), str(tmp_path))
-    got = _hdf_sequences(str(tmp_path / "out.hdf"))
-    assert len(got) == len(seqs)
-    for i, s in enumerate(seqs):
-        with torch.no_grad():
-            want = model(s[None])[0].numpy()
-        np.testing.assert_allclose(got[f"seq-{i}"], want, rtol=1e-5, atol=1e-5)
+    _forward_equals_torch(tmp_path, model, code, ckpt, [torch.randn(n, F_IN) for n in (7, 12, 3)], preload(ckpt))
 
 
 def test_subnetwork_names_its_variables_relative_to_it(tmp_path):

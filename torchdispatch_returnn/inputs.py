@@ -12,7 +12,7 @@ import torch
 from ._backend import batch_dim, tf_dtype
 from .builder import Builder, captured_by
 from .errors import CaptureError, InputSpecError, user_location
-from .tensor import Ref, ReturnnTensor, plain, wrap
+from .tensor import Ref, ReturnnTensor, plain, result_items, wrap
 
 _INPUT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.int64, torch.int32, torch.bool)
 
@@ -215,9 +215,8 @@ class Inputs:
     def root_outputs(self, out: Any) -> list:
         """(``output``/``output_1``/..., Ref) of the tensors computed in the capture among the outermost
         call's result (a tensor, a tuple/list, or a dict's values)."""
-        items = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
         return [(f"output_{i}" if i else "output", t._rt_ref) for i, t in
-                enumerate(t for t in items if captured_by(t, self.dispatcher))]
+                enumerate(t for t in result_items(out) if captured_by(t, self.dispatcher))]
 
 
 def _dim_name(name: Any) -> Any:

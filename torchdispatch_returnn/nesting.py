@@ -29,7 +29,7 @@ from .naming.refs import to_names
 from .naming.scopes import Call
 from .numeric import close, differences
 from .runtime import ConfigNetwork, layer_feed, np_value
-from .tensor import Layer
+from .tensor import Layer, result_items
 
 Loc = tuple  # the subnetwork names from the top network down to a layer's network
 
@@ -229,8 +229,8 @@ class Nested:
         got = self.session.run([self.network.get_layer(n).output.placeholder for n in self.output_names], feed)
         for name, g, w in zip(self.output_names, got, want):
             if not close(g, w, atol, rtol):
-                why = f"shapes {g.shape}, {w.shape}" if g.shape != w.shape else \
-                    differences(g, w)[3] or f"max abs diff {differences(g, w)[0]:.3g}"
+                diff = differences(g, w) if g.shape == w.shape else None
+                why = f"shapes {g.shape}, {w.shape}" if diff is None else diff[3] or f"max abs diff {diff[0]:.3g}"
                 raise ParityError(f"nested=True: output {name!r} of the nested network differs from the flat "
                                   f"network's: {why}")
 
@@ -241,8 +241,6 @@ class Nested:
 def note_result(call: Call | None, output: Any) -> None:
     """``output`` (a tensor, or the first captured tensor of a tuple/list/dict) is the result of ``call``
     where ``call`` made its layer."""
-    items = list(output.values()) if isinstance(output, dict) else output if isinstance(output, (list, tuple)) \
-        else [output]
-    ref = next((getattr(t, "_rt_ref", None) for t in items if getattr(t, "_rt_ref", None) is not None), None)
+    ref = next((t._rt_ref for t in result_items(output) if getattr(t, "_rt_ref", None) is not None), None)
     if call is not None and ref is not None and ref.layer.call is not None and call in ref.layer.call.chain():
         call.result = ref.layer

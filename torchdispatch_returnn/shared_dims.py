@@ -36,20 +36,18 @@ class SharedDims:
         self._made_merges: dict[tuple, Dim] = {}  # ids of parts -> the dim made when they were first merged
 
     def feature(self, size: int, name: str, avoid: Any = (), dim: Dim | None = None) -> Dim:
-        """The model's dim of ``size`` (``dim``, an input's axis, if none is known yet); a new dim (the model's
-        if it has none of that size) where the known one is one of ``avoid`` (the tensor's other axes)."""
+        """The model's dim of ``size`` (``dim``, an input's axis, if none is known yet); where that one is in
+        ``avoid`` (the tensor's other axes), the other dim of that size (see the module docstring)."""
         d = self._features.get(size)
         if d is None:
-            d = dim or self._registry.static(size, name)
-            self._registry.mark_plain(d)
-            self._features[size] = d
-        elif any(d is a for a in avoid):  # (a Linear(256, 256) on the model dim: one other dim of that size)
-            others = self._others.setdefault(size, [])
-            d = next((o for o in others if not any(o is a for a in avoid)), None)
-            if d is None:
-                d = self._registry.static(size, name)
-                self._registry.mark_plain(d)
-                others.append(d)
+            d = self._features[size] = self._plain(dim or self._registry.static(size, name))
+        elif any(d is a for a in avoid):  # (a Linear(256, 256) on the model dim)
+            d = _first_free(self._others.setdefault(size, []), lambda: self._plain(self._registry.static(size, name)),
+                            avoid)
+        return d
+
+    def _plain(self, d: Dim) -> Dim:
+        self._registry.mark_plain(d)
         return d
 
     def split(self, axis: Dim, sizes: list[int], name: str, avoid: Any = ()) -> list[Dim]:
@@ -86,9 +84,13 @@ class SharedDims:
 
     def twin(self, dim: Dim, make: Any, avoid: Any) -> Dim:
         """A dim of ``dim``'s lengths for a second axis: one made before (by ``make()``) that is not in ``avoid``."""
-        twins = self._twins.setdefault(id(dim), [])
-        found = next((t for t in twins if not any(t is a for a in avoid)), None)
-        if found is None:
-            found = make()
-            twins.append(found)
-        return found
+        return _first_free(self._twins.setdefault(id(dim), []), make, avoid)
+
+
+def _first_free(pool: list[Dim], make: Any, avoid: Any) -> Dim:
+    """The first dim of ``pool`` not in ``avoid``, else a new one (``make()``) added to the pool."""
+    found = next((d for d in pool if not any(d is a for a in avoid)), None)
+    if found is None:
+        found = make()
+        pool.append(found)
+    return found

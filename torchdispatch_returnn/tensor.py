@@ -222,3 +222,8 @@ def plain(value: torch.Tensor) -> torch.Tensor:
     """The same tensor as a plain ``torch.Tensor``."""
     with torch._C.DisableTorchFunctionSubclass():
         return value.as_subclass(torch.Tensor) if isinstance(value, ReturnnTensor) else value
+
+
+def result_items(out: Any) -> list:
+    """The items of a call's result: a tuple's or list's items, a dict's values, else the result itself."""
+    return list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
