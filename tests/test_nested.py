@@ -178,6 +178,15 @@ def test_nested_run_and_flat_default_unchanged():
     assert flat.nested is None and all(d["class"] != "subnetwork" for d in flat.net_dict.values())
 
 
+def test_deep_nested_config_raises_the_recursion_limit():
+    """RETURNN builds layers recursively through the subnetworks too: a config counts all its layers."""
+    torch.manual_seed(0)
+    with torch.no_grad(), returnn_capture(dynamic_shapes=DYN, nested=True, progress=False, self_check=False) as net:
+        Encoder(6).eval()(torch.randn(2, 5, D))
+    assert len(net.net_dict) < 10 and "sys.setrecursionlimit" in net.config_code()
+    assert "sys.setrecursionlimit" in net.config_code(subnetwork="enc")
+
+
 @pytest.mark.slow
 def test_nested_network_as_subnetwork_with_preloaded_checkpoint_in_returnn(tmp_path):
     torch.manual_seed(0)

@@ -111,9 +111,10 @@ def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str]
         f"behavior_version = {BEHAVIOR_VERSION}",
         "",
     ]
-    if len(net_dict) > DEEP_NET:  # RETURNN builds layers recursively from the outputs back
+    n_layers = _layer_count(net_dict)
+    if n_layers > DEEP_NET:  # RETURNN builds layers recursively from the outputs back (through subnetworks too)
         lines.insert(3, "import sys")
-        lines[-1:-1] = [f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {20 * len(net_dict) + 1000}))"]
+        lines[-1:-1] = [f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {20 * n_layers + 1000}))"]
     lines += dims.declarations()
     lines.append("")
     lines.append("extern_data = {")
@@ -131,6 +132,12 @@ def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str]
     lines += _net_lines(net_dict, dims, "    ")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _layer_count(net_dict: dict) -> int:
+    """The layers of a net dict, those of its subnetworks included."""
+    return sum(1 + (_layer_count(d["subnetwork"]) if d.get("class") == "subnetwork" and isinstance(
+        d.get("subnetwork"), dict) else 0) for d in net_dict.values())
 
 
 def _net_lines(net_dict: dict, dims: DimRegistry, indent: str) -> list[str]:
