@@ -25,7 +25,7 @@ import time
 import traceback
 import zlib
 
-for _k, _v in (("TF_CPP_MIN_LOG_LEVEL", "3"), ("TF_ENABLE_ONEDNN_OPTS", "0"), ("DISABLE_CUDA", "1")):
+for _k, _v in (("TF_CPP_MIN_LOG_LEVEL", "3"), ("DISABLE_CUDA", "1")):
     os.environ.setdefault(_k, _v)
 
 import numpy as np  # noqa: E402

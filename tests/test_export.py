@@ -1,6 +1,7 @@
 """Exported artifacts, checked with plain RETURNN: config exec, fresh network, checkpoint, other lengths."""
 
 import io
+import os
 import subprocess
 import sys
 
@@ -43,6 +44,22 @@ def test_config_is_plain_python_with_returnn_and_numpy_only(tmp_path):
               "print(sorted(k for k in ('network', 'extern_data', 'behavior_version', 'use_tensorflow') if k in ns))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "['behavior_version', 'extern_data', 'network', 'use_tensorflow']", out.stderr
+
+
+def test_config_turns_on_onednn_unless_the_environment_sets_it(tmp_path):
+    """TF reads TF_ENABLE_ONEDNN_OPTS at import, which `python -m returnn` does after the config."""
+    with returnn_capture() as net:
+        nn.Linear(3, 2)(torch.randn(2, 3))
+    path = net.save_config(str(tmp_path / "lin.config"))
+    script = (f"exec(open({path!r}).read(), {{}})\n"
+              "import tensorflow\nfrom tensorflow.python.util import _pywrap_util_port as p\nprint(p.IsMklEnabled())")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    results = []
+    for setting in (None, "0"):
+        run_env = dict(env, **({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {}))
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=run_env)
+        results.append(out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-500:])
+    assert results == ["True", "False"]
 
 
 def test_fresh_network_from_config_and_checkpoint_any_length(tmp_path):

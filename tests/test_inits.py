@@ -117,7 +117,7 @@ batch_size = 1000
 model = {str(tmp_path / "model")!r}
 learning_rate_file = {str(tmp_path / "lr.txt")!r}
 """)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", DISABLE_CUDA="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", DISABLE_CUDA="1")
     proc = subprocess.run([sys.executable, "-m", "returnn", str(cfg)], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -44,7 +44,7 @@ output_file = {out_file!r}
 
 
 def _run_returnn(config: str, cwd: str) -> None:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", DISABLE_CUDA="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", DISABLE_CUDA="1")
     proc = subprocess.run([sys.executable, "-m", "returnn", config], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

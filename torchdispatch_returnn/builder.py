@@ -22,7 +22,7 @@ from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
 from .naming import ModuleScopes, Namer, role_of
 from .naming.refs import has_merged, needed, to_names
-from .params import HeldParams, scope_of
+from .params import HeldParams, live_desc, scope_of
 from .progress import Progress
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
 
@@ -57,6 +57,7 @@ class Builder:
         self._tensor_refs: dict[int, tuple[torch.Tensor, Ref]] = {}
         self.input_layers: list[Layer] = []  # extern data layers, in order
         self.output_layers: list[Layer] = []  # the ``output``, ``output_1``, ... layers
+        self.descs: dict[str, dict] = {}  # name -> the layer dict as written (the live network's may differ: _live)
         self.written: set[int] | None = None  # ids of the layers the written config has (see :meth:`keep_needed`)
 
     # -- inputs -----------------------------------------------------------------------------------
@@ -158,7 +159,8 @@ class Builder:
                                   "with another axis (x.view(B * K, ...)); only elementwise ops, convs and reshapes "
                                   "back are supported on such a tensor").at(layer.site)
         net = self.network
-        net.layers_desc[name] = d
+        self.descs[name] = d
+        net.layers_desc[name] = live_desc(d)
         try:
             with self.graph.as_default():
                 for x in layer.dims:
@@ -168,7 +170,7 @@ class Builder:
                 with quiet():
                     rl = net.construct_layer(net.layers_desc, name)
         except Exception as e:
-            del net.layers_desc[name]
+            del net.layers_desc[name], self.descs[name]
             raise LayerBuildError(f"RETURNN could not build layer {name!r} {d!r}: {error_summary(e)}"
                                   ).at(layer.site) from e
         layer.built = True
@@ -230,7 +232,7 @@ class Builder:
     @property
     def net_dict(self) -> dict:
         """The network dict of the written config (the live network's, without the layers nothing needs)."""
-        desc = self.network.layers_desc
+        desc = self.descs
         if self.written is None:
             return desc
         names = {x.name for x in self.layers if id(x) in self.written}
@@ -352,17 +354,19 @@ class Builder:
         return self.add(tf_op_desc(expr, [r], dims, r.dtype), dims, r.dtype, site=site, scope=scope, role="on_batch")
 
     def load_weights(self, session: Any) -> None:
-        """Initialise the network's parameters and load the torch values into the variables."""
+        """Set the network's variables in one run: the torch values where the capture has them (every
+        variable, normally; fed in place of the initial values), the initializer for any other."""
         with self.graph.as_default():
-            self.network.initialize_params(session)
-            ops, feed = [], {}
+            feed = {}
             for layer, name, value in self.var_values:
                 params = self.network.get_layer(layer.path).params
                 for var in (params.values() if name is None else [params[name]]):
-                    ops.append(var.initializer)
                     feed[var.initializer.inputs[1]] = value
-            if ops:
-                session.run(ops, feed_dict=feed)
+            variables = self.network.get_params_list() + self.network.get_auxiliary_params()
+            session.run([v.initializer for v in variables], feed_dict=feed)
+            for var in variables:  # (RETURNN's post-init hooks, as in its initialize_params)
+                if var.initializer.inputs[1] not in feed and getattr(var, "custom_post_init", None):
+                    var.custom_post_init(session=session)
         self.var_values = []  # (the values live in the session now)
 
 

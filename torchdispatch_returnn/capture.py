@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from . import handlers, verify  # noqa: F401  (importing the handler modules fills the registry)
-from ._backend import TFNetwork, ensure_returnn, tf
+from ._backend import TFNetwork, ensure_returnn, new_session, tf
 from .builder import Builder, captured_by
 from .dims import DimRegistry
 from .dispatch import Dispatcher, FunctionMode
@@ -56,7 +56,7 @@ class Capture(NotebookView):
             raise CaptureError("a returnn_capture object can be entered only once")
         ensure_returnn()
         self.graph = tf.Graph()
-        self.session = tf.compat.v1.Session(graph=self.graph)
+        self.session = new_session(self.graph)
         self.dims = DimRegistry(self.graph)
         self.scopes = ModuleScopes()
         self.recorder = Recorder(self.train, self._progress)

@@ -104,16 +104,19 @@ def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str]
     lines = [
         "#!rnn.py",
         "# RETURNN config written by torchdispatch_returnn",
+        "import os",
         "import numpy",
         "from returnn.tensor import Dim, batch_dim",
         "",
+        "# TF's oneDNN kernels (2-3x faster matmuls on CPU; read when TF is imported, after this config)",
+        'os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")',
         "use_tensorflow = True",
         f"behavior_version = {BEHAVIOR_VERSION}",
         "",
     ]
     n_layers = _layer_count(net_dict)
     if n_layers > DEEP_NET:  # RETURNN builds layers recursively from the outputs back (through subnetworks too)
-        lines.insert(3, "import sys")
+        lines.insert(4, "import sys")
         lines[-1:-1] = [f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {20 * n_layers + 1000}))"]
     lines += dims.declarations()
     lines.append("")

@@ -117,3 +117,18 @@ def _transform(perm: list | None) -> dict:
 def scope_of(key: str) -> str:
     """The TF name scope of the ``variable`` layer of the parameter ``key`` (its module path)."""
     return key.rsplit(".", 1)[0] if "." in key else "params"
+
+
+def live_desc(d: dict) -> dict:
+    """The live network's copy of layer dict ``d``: an initializer written for training from scratch becomes
+    0, as the capture loads the torch values over it (a random initializer would only cost graph ops)."""
+    if not any(k in _INIT_OPTIONS and not _is_zero(v) for k, v in d.items()):
+        return d
+    return {k: (0 if k in _INIT_OPTIONS else v) for k, v in d.items()}
+
+
+_INIT_OPTIONS = ("init", "forward_weights_init", "bias_init")
+
+
+def _is_zero(v: Any) -> bool:
+    return isinstance(v, (int, float)) and v == 0

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._backend import Config, TFNetwork, ensure_returnn, quiet, tf
+from ._backend import Config, TFNetwork, ensure_returnn, new_session, quiet, tf
 from .dims import find_axis
 from .errors import CaptureError, InputSpecError, error_summary
 from .numeric import to_numpy
@@ -216,7 +216,7 @@ class ConfigNetwork:
         cfg.load_file(io.StringIO(code))
         self.config = cfg
         self.graph = tf.Graph()
-        self.session = tf.compat.v1.Session(graph=self.graph)
+        self.session = new_session(self.graph)
         with self.graph.as_default(), quiet():
             self.network = TFNetwork(config=cfg, train_flag=train, name="root")
             self.network.construct_from_dict(cfg.typed_value("network"))

@@ -1,10 +1,11 @@
 """Recurrent layers.
 
 ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` are leaf modules. Each layer and direction is one ``eval``
-layer. A float32 LSTM without ``proj_size`` runs TF's fused ``BlockLSTM`` (V1: its gradient
-matches its forward; torch's gate blocks are permuted in the graph). GRU, RNN, and other LSTMs
-run ``tf.scan`` with torch's own cell equations. The weights stay variables in torch layout (no
-transform); nothing needs compiling, and gradients reach every weight. The backward direction
+layer running ``tf.scan`` with torch's own cell equations, the input projection of all frames one
+matmul before the loop. (TF's fused ``BlockLSTM`` does its matmuls with Eigen; with TF's default
+oneDNN matmul the scan is about twice as fast on CPU, and a GRU has no fused TF op with torch's
+reset-gate placement.) The weights stay variables in torch layout (no transform); nothing needs
+compiling, and gradients reach every weight. The backward direction
 reverses each sequence within its own length around the recurrence; final states are taken at
 each sequence's own last frame. ``PackedSequence`` in and out (``pack_padded_sequence``,
 ``pad_packed_sequence``, also with ``enforce_sorted=False``) map to the padded tensor plus the
@@ -51,10 +52,7 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
     zeros = "tf.zeros([tf.shape(x)[1], {}], x.dtype)"
     h0, c0 = names.get("h0", zeros.format(p_size)), names.get("c0", zeros.format(h_size))
     hh_dim = srcs[2].dims[1]
-    if kind == "LSTM" and p_size == h_size and inp.dtype == torch.float32:
-        expr = _block_lstm(names, h_size, h0, c0)
-    else:
-        expr = _scan(kind, act, names, p_size, h0, c0)
+    expr = _scan(kind, act, names, p_size, h0, c0)
     if kind != "LSTM":
         seq = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, hh_dim], dtype=inp.dtype)
         h_n, = _last_frames(ctx, [seq], t_dim, b_dim)
@@ -70,21 +68,6 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
     if direction == -1:
         seq = reverse_sequences(ctx, seq, t_dim, b_dim)
     return seq, h_n, c_n
-
-
-def _block_lstm(names, h, h0, c0) -> str:
-    """TF's fused ``BlockLSTM`` (V1: its gradient matches its forward, V2's does not). Its gate
-    order is i, g, f, o; torch's i, f, g, o blocks are permuted in the graph, so the variables keep
-    torch's layout."""
-    def perm(e):
-        return (f"(lambda a: tf.concat([a[..., :{h}], a[..., {2 * h}:{3 * h}], a[..., {h}:{2 * h}], "
-                f"a[..., {3 * h}:]], -1))({e})")
-    w = perm(f"tf.transpose(tf.concat([{names['w_ih']}, {names['w_hh']}], 1))")
-    b = perm(f"{names['b_ih']} + {names['b_hh']}") if "b_ih" in names else f"tf.zeros([{4 * h}], x.dtype)"
-    z = f"tf.zeros([{h}], x.dtype)"
-    return (f"(lambda r: tf.concat([r.h, r.cs], -1))(tf.raw_ops.BlockLSTM(seq_len_max=tf.cast(tf.shape(x)[0], "
-            f"tf.int64), x=x, cs_prev={c0}, h_prev={h0}, w={w}, wci={z}, wcf={z}, wco={z}, b={b}, "
-            f"forget_bias=0.0, cell_clip=-1.0, use_peephole=False))")
 
 
 def _scan(kind, act, names, p, h0, c0) -> str:
