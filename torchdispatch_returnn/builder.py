@@ -57,7 +57,7 @@ class Builder:
         self._tensor_refs: dict[int, tuple[torch.Tensor, Ref]] = {}
         self.input_layers: list[Layer] = []  # extern data layers, in order
         self.output_layers: list[Layer] = []  # the ``output``, ``output_1``, ... layers
-        self.descs: dict[str, dict] = {}  # name -> the layer dict as written (the live network's may differ: _live)
+        self.descs: dict[str, dict] = {}  # name -> the layer dict as written (the live network's may differ: live_desc)
         self.written: set[int] | None = None  # ids of the layers the written config has (see :meth:`keep_needed`)
 
     # -- inputs -----------------------------------------------------------------------------------
