@@ -108,3 +108,12 @@ def test_param_map_and_net_dict_members():
     assert net.param_map["0.bias"] == {"tf_vars": ["0/bias"], "layer": "0", "transform": "none (same layout as torch)"}
     assert net.net_dict["0"]["class"] == "conv"
     assert net.session is not None and net.network is not None
+
+
+def test_package_import_is_quiet_and_turns_on_onednn():
+    """TF's C++ notice that oneDNN is on ignores TF_CPP_MIN_LOG_LEVEL: importing the package prints nothing."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
+    script = ("import torchdispatch_returnn\nfrom tensorflow.python.util import _pywrap_util_port as p\n"
+              "print(p.IsMklEnabled())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert (out.stdout.strip(), out.stderr.strip()) == ("True", "")

@@ -6,6 +6,8 @@ import contextlib
 import io
 import logging
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,10 +16,35 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # converted RNNs and encoders keep up with torch. A user's own setting (also "0") is kept.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-import numpy as np
-import tensorflow as tf
-import torch
-from tensorflow.core.protobuf import rewriter_config_pb2
+
+@contextlib.contextmanager
+def _native_stderr_into(out: list) -> Iterator[None]:
+    """What native code writes to stderr (fd 2) goes into ``out``: TF's C++ notice at import that oneDNN is on
+    ignores TF_CPP_MIN_LOG_LEVEL."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no fd 2 (or a closed stream): nothing to keep quiet
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode(errors="replace").strip())
+
+
+_import_notices: list[str] = []
+with _native_stderr_into(_import_notices):
+    import tensorflow as tf
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 
@@ -31,6 +58,8 @@ from returnn.util.basic import BehaviorVersion  # noqa: E402
 from .errors import CaptureError  # noqa: E402
 
 logger = logging.getLogger(__name__)
+if any(_import_notices):
+    logger.debug("TensorFlow at import: %s", " ".join(_import_notices))
 
 #: The newest behaviour version the installed RETURNN accepts; configs are written with it.
 BEHAVIOR_VERSION = BehaviorVersion._latest_behavior_version
