@@ -117,3 +117,24 @@ def test_package_import_is_quiet_and_turns_on_onednn():
               "print(p.IsMklEnabled())")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert (out.stdout.strip(), out.stderr.strip()) == ("True", "")
+
+
+def test_capture_leaves_tf_tensor_equality_as_it_was_and_checks_without_grappler():
+    """Building turns TF's tensor equality off (identity either way in a graph, but quadratic in the number of
+    variables with it on) and restores it; the capture's own session runs the checks without grappler."""
+    import tensorflow as tf
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 4)).eval()
+    x = torch.randn(2, 5, 8)
+    for before in (True, False):
+        (tf.compat.v1.enable_tensor_equality if before else tf.compat.v1.disable_tensor_equality)()
+        try:
+            with returnn_capture(dynamic_shapes=({1: "time"},)) as net:
+                model(x)
+            assert tf.Tensor._USE_EQUALITY is before
+        finally:
+            tf.compat.v1.enable_tensor_equality()
+        assert net.parity.ok
+        np.testing.assert_allclose(net.run(x), model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert net.session._config.graph_options.rewrite_options.disable_meta_optimizer

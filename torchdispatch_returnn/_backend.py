@@ -91,12 +91,33 @@ def ensure_returnn() -> None:
 
 
 
-def new_session(graph: Any) -> Any:
+def new_session(graph: Any, optimize: bool = True) -> Any:
     """A TF session for ``graph`` without grappler's remapper: with oneDNN it fuses ops (``x * sigmoid(x)`` into
-    one Swish op) and drops the fused nodes, whose values the parity and gradient checks fetch or feed."""
+    one Swish op) and drops the fused nodes, whose values the parity and gradient checks fetch or feed.
+    ``optimize=False``: no grappler at all, for the capture's checks; each of them runs the graph once with
+    its own fetches (a new grappler pass over the whole graph each, which costs more than it saves and
+    grows faster than the graph)."""
     cfg = tf.compat.v1.ConfigProto()
     cfg.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    cfg.graph_options.rewrite_options.disable_meta_optimizer = not optimize
     return tf.compat.v1.Session(graph=graph, config=cfg)
+
+
+@contextlib.contextmanager
+def building(graph: Any) -> Iterator[None]:
+    """``graph`` as TF's default graph, with TF's tensor equality off while RETURNN builds layers or lists
+    variables. In a graph (not eager, not a tf.function) ``==`` on variables is identity either way, but
+    with equality on each comparison first asks TF's context stack whether it runs eagerly, and RETURNN's
+    ``param in list`` checks (every ``add_param``, ``get_params_list``) make that quadratic in the number of
+    variables: a fifth of building a 32-block encoder. The setting is restored on exit."""
+    was = getattr(tf.Tensor, "_USE_EQUALITY", True)  # (TF has no public getter for it)
+    tf.compat.v1.disable_tensor_equality()
+    try:
+        with graph.as_default():
+            yield
+    finally:
+        if was:
+            tf.compat.v1.enable_tensor_equality()
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._backend import Config, Dim, Tensor, TFNetwork, batch_dim, quiet, tf_dtype
+from ._backend import Config, Dim, Tensor, TFNetwork, batch_dim, building, quiet, tf_dtype
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
 from .naming import ModuleScopes, Namer, role_of
@@ -63,7 +63,7 @@ class Builder:
     # -- inputs -----------------------------------------------------------------------------------
     def define_input(self, key: str, opts: dict) -> Layer:
         """Extern data ``key`` (the network is created with the first one); returns its layer."""
-        with self.graph.as_default():
+        with building(self.graph):
             if self.network is None:
                 self.network = TFNetwork(config=Config({"extern_data": {key: opts}}), train_flag=self.train,
                                          name="root")
@@ -162,7 +162,7 @@ class Builder:
         self.descs[name] = d
         net.layers_desc[name] = live_desc(d)
         try:
-            with self.graph.as_default():
+            with building(self.graph):
                 for x in layer.dims:
                     if isinstance(x, Dim) and x.is_dynamic() and not x.is_batch_dim() and (
                             x.dyn_size_ext is None or x.dyn_size_ext.raw_tensor is None):
@@ -356,7 +356,7 @@ class Builder:
     def load_weights(self, session: Any) -> None:
         """Set the network's variables in one run: the torch values where the capture has them (every
         variable, normally; fed in place of the initial values), the initializer for any other."""
-        with self.graph.as_default():
+        with building(self.graph):
             feed = {}
             for layer, name, value in self.var_values:
                 params = self.network.get_layer(layer.path).params

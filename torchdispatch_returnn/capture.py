@@ -56,7 +56,7 @@ class Capture(NotebookView):
             raise CaptureError("a returnn_capture object can be entered only once")
         ensure_returnn()
         self.graph = tf.Graph()
-        self.session = new_session(self.graph)
+        self.session = new_session(self.graph, optimize=False)
         self.dims = DimRegistry(self.graph)
         self.scopes = ModuleScopes()
         self.recorder = Recorder(self.train, self._progress)

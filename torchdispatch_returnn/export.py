@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import BEHAVIOR_VERSION, Dim, quiet
+from ._backend import BEHAVIOR_VERSION, Dim, building, quiet
 from .dims import DimRegistry
 from .runtime import FORWARD_ARGS_KEY, OUTPUTS_KEY, ArgSpec, ConfigNetwork
 
@@ -170,7 +170,7 @@ def save_checkpoint(network: Any, session: Any, path: str) -> str:
     """The network's parameters as a TF checkpoint at ``path`` (directories made as needed)."""
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with session.graph.as_default(), quiet():
+    with building(session.graph), quiet():
         network.save_params_to_file(path, session)
     return path
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._backend import Config, TFNetwork, ensure_returnn, new_session, quiet, tf
+from ._backend import Config, TFNetwork, building, ensure_returnn, new_session, quiet, tf
 from .dims import find_axis
 from .errors import CaptureError, InputSpecError, error_summary
 from .numeric import to_numpy
@@ -217,7 +217,7 @@ class ConfigNetwork:
         self.config = cfg
         self.graph = tf.Graph()
         self.session = new_session(self.graph)
-        with self.graph.as_default(), quiet():
+        with building(self.graph), quiet():
             self.network = TFNetwork(config=cfg, train_flag=train, name="root")
             self.network.construct_from_dict(cfg.typed_value("network"))
             self.network.initialize_params(self.session)
