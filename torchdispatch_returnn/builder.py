@@ -346,8 +346,8 @@ class Builder:
         self.dims.batch_fixed.append(f"{where}: batch size {r.shape[ax]}")
         msg = (f"this network is fixed to batch size {r.shape[ax]}: a plain tensor at {where} lines up with the "
                "batch axis (torch broadcast it at the capture's batch size)")
-        expr = (f"tf.tuple([x0], control_inputs=[tf.debugging.assert_equal(tf.shape(x0)[{ax}], "
-                f"tf.cast(self.network.get_data_batch_dim(), tf.int32), message={msg!r})])[0]")
+        expr = (f"tf.tuple([x0], control_inputs=[tf.debugging.assert_equal(tf.cast(self.network.get_data_batch_dim()"
+                f", tf.int32), {r.shape[ax]}, message={msg!r})])[0]")  # (before the ensure_shape below)
         dims = [to if d is static else d for d in r.dims]
         if not to.is_batch_dim():  # the static size for RETURNN
             expr = f"tf.ensure_shape({expr}, {[None if d.is_dynamic() else s for d, s in zip(dims, r.shape)]})"

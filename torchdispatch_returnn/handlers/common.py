@@ -67,26 +67,40 @@ def lit(v: Any) -> str:
 
 
 # -- elementwise ----------------------------------------------------------------------------------
+#: binary formats RETURNN's ``combine`` layer computes the same way (its ``kind``)
+_COMBINE = {"{0} + {1}": "add", "{0} - {1}": "sub", "{0} * {1}": "mul", "{0} / {1}": "truediv",
+            "tf.maximum({0}, {1})": "maximum", "tf.minimum({0}, {1})": "minimum",
+            "tf.logical_and({0}, {1})": "logical_and", "tf.logical_or({0}, {1})": "logical_or"}
+#: formats whose operands meet in a Python operator: a number there takes the tensor's dtype, no cast needed
+_INFIX = ("{0} + {1}", "{0} - {1}", "{0} * {1}", "{0} / {1}")
+
+
 def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
     """Broadcast ``xs`` (tensors cast to ``dtype``, default the result dtype; the inputs at
-    positions ``conditions`` to bool) and build one eval layer computing ``fmt`` with ``{0}``,
-    ``{1}``, ... standing for the inputs. A dynamic size (DimInt) is each sequence's length."""
+    positions ``conditions`` to bool) and build one layer computing ``fmt`` with ``{0}``, ``{1}``, ...
+    standing for the inputs: ``combine`` for two tensors one of which has all the result's dims,
+    else ``eval``. A dynamic size (DimInt) is each sequence's length."""
     dtype = dtype or ctx.out.dtype
     sizes = {i: x for i, x in enumerate(xs) if isinstance(x, DimInt) and x.dim.dimension is None}
     xs = [1 if i in sizes else x for i, x in enumerate(xs)]
     items, dims = ctx.broadcast(*xs, dtype=[torch.bool if i in conditions else dtype for i in range(len(xs))])
     for i, size in sizes.items():  # a dynamic size used as a number: the per-sequence length
         items[i] = ctx.cast(ctx.size_ref(size.dim, dims), dtype)
+    out_dtype = out_dtype or ctx.out.dtype
+    if fmt in _COMBINE and all(isinstance(it, Ref) for it in items) and out_dtype == items[0].dtype and any(
+            len(it.dims) == len(dims) and all(any(d is e for e in it.dims) for d in dims) for it in items):
+        return ctx.layer({"class": "combine", "from": items, "kind": _COMBINE[fmt]}, dims, dtype=out_dtype)
+    bare = fmt in _INFIX and dtype != torch.bool
     refs, args = [], []
     for it in items:
         if isinstance(it, Ref):
             args.append(f"source({len(refs)})")
             refs.append(it)
         else:
-            args.append(f"tf.cast({lit(it)}, {tf_dtype(dtype)!r})")
+            args.append(lit(it) if bare else f"tf.cast({lit(it)}, {tf_dtype(dtype)!r})")
     if not refs:
         raise NotImplementedError("elementwise op without a captured tensor")
-    return ctx.eval(fmt.format(*args), refs, dims, dtype=out_dtype or ctx.out.dtype)
+    return ctx.eval(fmt.format(*args), refs, dims, dtype=out_dtype)
 
 
 # -- reductions and products --------------------------------------------------------------------------
