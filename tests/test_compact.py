@@ -184,6 +184,38 @@ def test_transformer_blocks_are_compact():
     with returnn_capture(dynamic_shapes=DYN) as net2:  # the residual adds need no renames
         model(torch.randn(3, 10, 16))
     assert not [n for n in net2.net_dict if "rename" in n and "matmul" not in n]
+    # RETURNN's own layers for the residual adds and GELU; numbers in eval code without casts
+    nd = net2.net_dict
+    assert nd["0"] == {"class": "combine", "from": ["0.add", "0.ff2"], "kind": "add"}
+    assert nd["0.gelu"] == {"class": "activation", "from": "0.ff1", "activation": "gelu",
+                            "opts": {"approximate": False}}
+    assert nd["0.div"]["eval"] == "source(0) / 2.0"
+
+
+def test_elementwise_ops_become_combine_and_activation_layers():
+    """Two tensors with +-*/, maximum/minimum: ``combine`` where one has all the result's dims (else ``eval``);
+    one TF function RETURNN has by name: ``activation``; other lengths, padded batch and gradients as always."""
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.randn(8))
+
+        def forward(self, x):
+            a = torch.tanh(x) * torch.sigmoid(x)  # activation, activation, combine mul
+            b = torch.maximum(a, x) - torch.relu(x) / (torch.exp(-x) + 2.0)  # combine maximum/sub/truediv, eval +2
+            c = x[:, :, :1] + x[:, :1, :]  # neither has all dims: eval (broadcast)
+            return b + self.bias + F.silu(x) + F.gelu(x, approximate="tanh") + c
+
+    torch.manual_seed(0)
+    net = assert_converts(M(), torch.randn(3, 10, 8), dynamic_shapes=DYN, grads=True)
+    kinds = sorted(d.get("kind") or d.get("activation") for d in net.net_dict.values()
+                   if d["class"] in ("combine", "activation"))
+    assert kinds == sorted(["tanh", "sigmoid", "mul", "maximum", "relu", "exp", "truediv", "sub", "add", "silu",
+                            "gelu", "add", "add", "add"]), kinds
+    assert [d["opts"] for d in net.net_dict.values() if d.get("activation") == "gelu"] == [{"approximate": True}]
+    evals = [d["eval"] for d in net.net_dict.values() if d["class"] == "eval"]
+    assert "source(0) + 2.0" in evals and "source(0) + source(1)" in evals and not [e for e in evals if "2.0, " in e]
 
 
 class ConvBN(nn.Module):

@@ -8,12 +8,13 @@ Each takes ``ctx`` and :class:`Ref`s and returns a ``Ref``; like handlers, they 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from .._backend import Dim, tf_dtype
+from .._backend import Dim, tf, tf_dtype, tf_util
 from ..sizes import DimInt
 from ..tensor import MergedDim, Ref, UnsortedRef, expand_dims
 from .positions import (  # noqa: F401  (re-exported: handlers import their builders from common)
@@ -73,13 +74,33 @@ _COMBINE = {"{0} + {1}": "add", "{0} - {1}": "sub", "{0} * {1}": "mul", "{0} / {
             "tf.logical_and({0}, {1})": "logical_and", "tf.logical_or({0}, {1})": "logical_or"}
 #: formats whose operands meet in a Python operator: a number there takes the tensor's dtype, no cast needed
 _INFIX = ("{0} + {1}", "{0} - {1}", "{0} * {1}", "{0} / {1}")
+#: one TF function of the input (``tf.nn.relu({0})``, ``tf.math.log({0})``, gelu with its ``approximate``)
+_ONE_FN = re.compile(r"(tf\.(?:nn\.|math\.)?(\w+))\(\{0\}(?:, approximate=(True|False))?\)")
+
+
+def _activation(fmt: str) -> dict | None:
+    """RETURNN's ``activation`` layer options computing ``fmt`` (the same TF function), or None."""
+    m = _ONE_FN.fullmatch(fmt)
+    if m is None or "softmax" in m.group(2):
+        return None
+    fn = tf
+    for part in m.group(1).split(".")[1:]:
+        fn = getattr(fn, part, None)
+    try:
+        same = fn is not None and tf_util.get_activation_function(m.group(2)) is fn
+    except Exception:  # (RETURNN has no activation of that name)
+        return None
+    if not same:
+        return None
+    return {"activation": m.group(2), **({"opts": {"approximate": m.group(3) == "True"}} if m.group(3) else {})}
 
 
 def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
     """Broadcast ``xs`` (tensors cast to ``dtype``, default the result dtype; the inputs at
     positions ``conditions`` to bool) and build one layer computing ``fmt`` with ``{0}``, ``{1}``, ...
     standing for the inputs: ``combine`` for two tensors one of which has all the result's dims,
-    else ``eval``. A dynamic size (DimInt) is each sequence's length."""
+    ``activation`` for one TF function RETURNN has by that name, else ``eval``. A dynamic size (DimInt)
+    is each sequence's length."""
     dtype = dtype or ctx.out.dtype
     sizes = {i: x for i, x in enumerate(xs) if isinstance(x, DimInt) and x.dim.dimension is None}
     xs = [1 if i in sizes else x for i, x in enumerate(xs)]
@@ -90,6 +111,9 @@ def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
     if fmt in _COMBINE and all(isinstance(it, Ref) for it in items) and out_dtype == items[0].dtype and any(
             len(it.dims) == len(dims) and all(any(d is e for e in it.dims) for d in dims) for it in items):
         return ctx.layer({"class": "combine", "from": items, "kind": _COMBINE[fmt]}, dims, dtype=out_dtype)
+    act = _activation(fmt) if len(items) == 1 and isinstance(items[0], Ref) else None
+    if act and items[0].dtype.is_floating_point and out_dtype == items[0].dtype:
+        return ctx.layer({"class": "activation", "from": items[0], **act}, dims, dtype=out_dtype)
     bare = fmt in _INFIX and dtype != torch.bool
     refs, args = [], []
     for it in items:
