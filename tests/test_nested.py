@@ -70,6 +70,10 @@ def test_blocks_become_subnetworks_with_module_named_variables(tmp_path):
     assert att["output"] == {"class": "copy", "from": "out"}
     assert _sub(top, "blocks.0")["add"]["from"] == ["base:inp", "att"]  # the residual: the subnetwork's result
     assert set(_sub(top, "blocks.0", "ff")) == {"0", "1", "2", "output"}
+    # the written config trains from scratch (torch's initializers); the live nested network starts at zero
+    assert _sub(top, "blocks.0", "ff")["0"]["forward_weights_init"].startswith("random_uniform_initializer(")
+    live = net.nested.built.config.typed_value("network")
+    assert _sub(live, "blocks.0", "ff")["0"]["forward_weights_init"] == 0
     assert net.param_map["blocks.1.att.q.weight"]["tf_vars"] == ["blocks.1/att/q/W"]
     assert net.param_map["blocks.1.att.q.weight"]["layer"] == "blocks.1/att/q"
     assert net.param_map["blocks.0.att.pos"]["tf_vars"] == ["blocks.0/att/pos"]

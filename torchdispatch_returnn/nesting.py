@@ -28,6 +28,7 @@ from .naming import Namer
 from .naming.refs import to_names
 from .naming.scopes import Call
 from .numeric import close, differences
+from .params import live_net
 from .runtime import ConfigNetwork, layer_feed, np_value
 from .tensor import Layer, result_items
 
@@ -199,7 +200,7 @@ class Nested:
         flat = builder.network
         holds = {id(x) for x in layers if flat.get_layer(x.path).params}
         self.net_dict, self.paths = nest(layers, builder.held.variable_layers(), holds)
-        self.built = ConfigNetwork(write_config(self.net_dict))
+        self.built = ConfigNetwork(write_config(live_net(self.net_dict)))  # (variables set from the flat network's)
         self.network, self.session = self.built.network, self.built.session
         var_map = copy_params(flat, flat_session, self.network, self.session, layers, self.paths)
         by_flat = {x.path: self.paths[id(x.final())] for x in layers}

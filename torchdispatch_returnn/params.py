@@ -127,6 +127,12 @@ def live_desc(d: dict) -> dict:
     return {k: (0 if k in _INIT_OPTIONS else v) for k, v in d.items()}
 
 
+def live_net(net_dict: dict) -> dict:
+    """:func:`live_desc` of every layer of ``net_dict``, into its subnetworks."""
+    return {name: live_desc(dict(d, subnetwork=live_net(d["subnetwork"])) if d.get("class") == "subnetwork" else d)
+            for name, d in net_dict.items()}
+
+
 _INIT_OPTIONS = ("init", "forward_weights_init", "bias_init")
 
 
