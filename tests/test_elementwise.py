@@ -64,6 +64,7 @@ CASES = [
     ew("int_promotion", lambda x: x + 1.5, [(3, 11)], DYN, dtypes=[torch.int64]),
     ew("int_arith", lambda x: (x * 3 + 1) // 2 - x % 3, [(3, 11)], DYN, dtypes=[torch.int64]),
     ew("bool_input", lambda x: torch.where(x, 1.0, -1.0), [(3, 11)], DYN, dtypes=[torch.bool]),
+    ew("bool_mul_and_or", lambda x: torch.where((x > 0) * (x < 0.5) | (x > 0.8) & (x < 0.9), x, 0.0)),
     ew("inplace_add", lambda x: x.clone().add_(1.0).mul_(2.0)),
     ew("iadd", lambda x: _iadd(x)),
     ew("trunc", lambda x: torch.trunc(x * 3)),

@@ -43,7 +43,7 @@ def test_exact_layer_names():
     # input's), so the residual add needs no rename
     expected_ff = lambda p: [f"{p}.lin1", f"{p}.relu", p]
     assert names == expected_ff("layers.0") + ["add"] + expected_ff("layers.1") + ["add_1", "output"]
-    assert net.net_dict["layers.0.relu"]["from"] == ["layers.0.lin1"]
+    assert net.net_dict["layers.0.relu"]["from"] == "layers.0.lin1"  # (an activation layer)
     assert net.net_dict["layers.0"]["class"] == "linear" and net.net_dict["layers.0"]["from"] == "layers.0.relu"
     assert not any(d["class"] == "copy" for d in net.net_dict.values())
     assert net.net_dict["add"]["from"] == ["data", "layers.0"]

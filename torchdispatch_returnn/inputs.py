@@ -93,6 +93,7 @@ class Inputs:
         if name in self.extern_data:
             raise InputSpecError(f"input name {name!r} used twice")
         dims = []
+        static = [a for a in range(t.ndim) if a != batch_axis and a not in axes]
         for a in range(t.ndim):
             if a == batch_axis:
                 if self.dims.has_size(batch_dim) and self.dims.size(batch_dim) != t.shape[a]:
@@ -111,7 +112,8 @@ class Inputs:
                                          f"{t.shape[a]} in {name!r}")
                 dims.append(existing)
             else:
-                dims.append(self.dims.static(t.shape[a], f"{name}_dim{a}"))
+                role = "feature" if static == [t.ndim - 1] else f"dim{a}"  # ([B, T, F]: data_feature)
+                dims.append(self.dims.static(t.shape[a], f"{name}_{role}"))
         return t, name, {"dim_tags": dims, "dtype": tf_dtype(t.dtype), "available_for_inference": True}
 
     def mark(self, tensor: torch.Tensor, name: str, dynamic: dict | None) -> ReturnnTensor:

@@ -108,7 +108,8 @@ def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
     for i, size in sizes.items():  # a dynamic size used as a number: the per-sequence length
         items[i] = ctx.cast(ctx.size_ref(size.dim, dims), dtype)
     out_dtype = out_dtype or ctx.out.dtype
-    if fmt in _COMBINE and all(isinstance(it, Ref) for it in items) and out_dtype == items[0].dtype and any(
+    if fmt in _COMBINE and all(isinstance(it, Ref) for it in items) and out_dtype == items[0].dtype and (
+            out_dtype != torch.bool or _COMBINE[fmt].startswith("logical")) and any(  # (TF's bool * is its and)
             len(it.dims) == len(dims) and all(any(d is e for e in it.dims) for d in dims) for it in items):
         return ctx.layer({"class": "combine", "from": items, "kind": _COMBINE[fmt]}, dims, dtype=out_dtype)
     act = _activation(fmt) if len(items) == 1 and isinstance(items[0], Ref) else None
