@@ -95,6 +95,20 @@ def _activation(fmt: str) -> dict | None:
     return {"activation": m.group(2), **({"opts": {"approximate": m.group(3) == "True"}} if m.group(3) else {})}
 
 
+def _combine_kind(fmt: str, items: list, dims: tuple, out_dtype: torch.dtype) -> str | None:
+    """RETURNN's ``combine`` kind computing ``fmt`` on ``items`` (two Refs of the result's dtype, one of them
+    with all of ``dims``), or None. Bool only for logical and/or (TF's ``*`` on bool is its logical and,
+    ``tf.multiply`` refuses bool)."""
+    kind = _COMBINE.get(fmt)
+    if kind is None or not all(isinstance(it, Ref) and it.dtype == out_dtype for it in items):
+        return None
+    if out_dtype == torch.bool and not kind.startswith("logical"):
+        return None
+    if not any(len(it.dims) == len(dims) and all(any(d is e for e in it.dims) for d in dims) for it in items):
+        return None
+    return kind
+
+
 def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
     """Broadcast ``xs`` (tensors cast to ``dtype``, default the result dtype; the inputs at
     positions ``conditions`` to bool) and build one layer computing ``fmt`` with ``{0}``, ``{1}``, ...
@@ -108,10 +122,9 @@ def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
     for i, size in sizes.items():  # a dynamic size used as a number: the per-sequence length
         items[i] = ctx.cast(ctx.size_ref(size.dim, dims), dtype)
     out_dtype = out_dtype or ctx.out.dtype
-    if fmt in _COMBINE and all(isinstance(it, Ref) for it in items) and out_dtype == items[0].dtype and (
-            out_dtype != torch.bool or _COMBINE[fmt].startswith("logical")) and any(  # (TF's bool * is its and)
-            len(it.dims) == len(dims) and all(any(d is e for e in it.dims) for d in dims) for it in items):
-        return ctx.layer({"class": "combine", "from": items, "kind": _COMBINE[fmt]}, dims, dtype=out_dtype)
+    kind = _combine_kind(fmt, items, dims, out_dtype)
+    if kind is not None:
+        return ctx.layer({"class": "combine", "from": items, "kind": kind}, dims, dtype=out_dtype)
     act = _activation(fmt) if len(items) == 1 and isinstance(items[0], Ref) else None
     if act and items[0].dtype.is_floating_point and out_dtype == items[0].dtype:
         return ctx.layer({"class": "activation", "from": items[0], **act}, dims, dtype=out_dtype)
