@@ -21,6 +21,11 @@ def _classes(net) -> dict:
     return {name: d["class"] for name, d in net.net_dict.items()}
 
 
+def _dim_names(net) -> set:
+    """The names of the dims the written config declares."""
+    return {line.split("name=")[1].split("'")[1] for line in net.dims.declarations()}
+
+
 class TiedLM(nn.Module):
     """An embedding whose weight the output projection uses too (F.linear with the embedding's weight)."""
 
@@ -179,8 +184,10 @@ def test_transformer_blocks_are_compact():
     classes = list(_classes(net).values())
     assert len(classes) <= 1.3 * len(net.parity)  # layers per captured op
     assert "copy" not in classes and "variable" not in classes
-    # one dim per size origin: time, its key twin, the model dim, heads, head size, the feed-forward dim
-    assert len(net.dims.declarations()) <= 6
+    # one dim per size origin: time, its key twin, the model dim, heads, head size, the feed-forward dim,
+    # named by module path (without the index of the repeated block: every block uses them) and role
+    assert _dim_names(net) == {"time", "data_feature", "heads", "head_dim", "time_kv", "ff1.linear_out"}
+    assert "heads_dim = Dim(4, name='heads', kind=Dim.Types.Feature)" in net.config_code()
     with returnn_capture(dynamic_shapes=DYN) as net2:  # the residual adds need no renames
         model(torch.randn(3, 10, 16))
     assert not [n for n in net2.net_dict if "rename" in n and "matmul" not in n]
@@ -267,6 +274,10 @@ def test_blocks_share_dims_and_the_config_has_no_unread_layers():
     # time, its key twin, the model dim, the in-projection (3 * 8) and its parts (3, heads, head size),
     # the heads merged, the pointwise conv's 16, the depthwise conv's output: the same for all 3 blocks
     assert len(net.dims.declarations()) <= 10, net.dims.declarations()
+    # the roles of MultiheadAttention's dims, without the block index (all 3 blocks use them)
+    att = "att.multi_head_attention_forward"
+    assert {"time", "data_feature", "att.qkv", "att.heads", "att.head_dim", "att.time_kv", "att.embed",
+            f"{att}_out"} <= _dim_names(net), _dim_names(net)
     dw = [d for n, d in net.net_dict.items() if d["class"] == "conv" and d.get("groups", 1) > 1]
     assert len(dw) == 3 and len({id(d["out_dim"]) for d in dw}) == 1
     merges = [d for d in net.net_dict.values() if d["class"] == "merge_dims"]

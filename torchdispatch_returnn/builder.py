@@ -226,8 +226,10 @@ class Builder:
     def keep_needed(self, extra: list[Layer]) -> None:
         """The written config keeps the layers the outputs need, the layers holding parameters (with what they
         read) and ``extra`` (layers fed by name: random values); the others (e.g. an LSTM's final states nobody
-        reads, attention weights a module returns unused) stay in the live network only."""
+        reads, attention weights a module returns unused) stay in the live network only. The dims of the
+        written layers get their config names."""
         self.written = needed(self.output_layers + self.held.layers() + list(extra))
+        self.dims.apply_names(self.net_dict, self.scopes.kinds)
 
     @property
     def net_dict(self) -> dict:

@@ -50,6 +50,7 @@ class OpContext:
         self.out = out
         self.op_name = op_name
         self.dims: DimRegistry = builder.dims
+        self.dims.names.at_op(site.module_path, op_name)
         self.train: bool = builder.train
         self.notes: list[str] = []  # shown in the op's parity record (e.g. limits for padded batches)
 
@@ -203,8 +204,12 @@ class OpContext:
         such as ``time//2`` is not: TF would take the ``/`` of its lengths' op names as scope separators)."""
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dim.description}_{self.op_name}").strip("_.-") or "twin"
         if avoid is not None:
-            return self.dims.shared.twin(dim, lambda: self.dims.same_length_as(dim, name), avoid)
-        return self.dims.same_length_as(dim, name)
+            twin = self.dims.shared.twin(dim, lambda: self.dims.same_length_as(dim, name), avoid)
+        else:
+            twin = self.dims.same_length_as(dim, name)
+        if twin.is_dynamic():
+            self.dims.names.twin(twin, self.dims.twin_origin(twin).description or "twin", self.op_name)
+        return twin
 
     def distinct(self, dims: Sequence[Dim]) -> list[Dim]:
         """``dims`` with a dim that stands at a second axis replaced by a twin (same sizes), as RETURNN

@@ -15,10 +15,8 @@ another axis.
 from __future__ import annotations
 
 import contextlib
-import keyword
 import logging
 import os
-import re
 import sys
 from typing import Any
 
@@ -26,6 +24,7 @@ import numpy as np
 
 from ._backend import Dim, batch_dim
 from .guards import SizeGuards
+from .naming.dimnames import DimNames, var_name
 from .shared_dims import SharedDims
 from .sizes import DimInt, Lin
 from .tensor import Layer, MergedDim, expand_dims
@@ -71,6 +70,7 @@ class DimRegistry:
         self._recipes: dict[int, tuple] = {}  # id(derived dim) -> (kind, a, b)
         self.batch_fixed: list[str] = []  # where plain tensors line up with the batch axis (see Builder.on_batch)
         self.shared = SharedDims(self)  # dims several layers share (model dims, splits)
+        self.names = DimNames()  # module paths and roles of the dims ops made: their config names
 
     # -- layers that carry a dim ------------------------------------------------------------------
     def note_layer(self, layer: Layer, dims) -> None:
@@ -148,21 +148,11 @@ class DimRegistry:
     def set_size(self, dim: Dim, size: int) -> None:
         self._sizes[id(dim)] = int(size)
 
-    def _var_name(self, name: str) -> str:
-        base = re.sub(r"\W+", "_", name).strip("_").lower() or "dim"
-        if base[0].isdigit() or keyword.iskeyword(base):
-            base = "d_" + base
-        base += "_dim"
-        var, n = base, 1
-        while var in self._var_names:
-            var, n = f"{base}{n}", n + 1
-        self._var_names.add(var)
-        return var
-
     def _add(self, dim: Dim, name: str, code: str) -> Dim:
         if id(dim) not in self._entries and dim is not batch_dim:
-            self._entries[id(dim)] = (dim, self._var_name(name), code)
+            self._entries[id(dim)] = (dim, var_name(name, self._var_names), code)
             self._order.append(id(dim))
+            self.names.created(dim, name)
         return dim
 
     def dynamic(self, name: str, size: int, *, kind: str = "input") -> Dim:
@@ -354,6 +344,11 @@ class DimRegistry:
         if entry is None:
             raise KeyError(f"dim {dim} was not created by this capture")
         return entry[1]
+
+    def apply_names(self, net_dict: dict, kinds: dict[str, str]) -> None:
+        """Give the dims ops made their config names (module path and role, see :mod:`.naming.dimnames`)."""
+        self._entries = self.names.renamed(self._entries, self._order, net_dict, kinds)
+        self._var_names = {e[1] for e in self._entries.values()}
 
     def declarations(self) -> list[str]:
         """``var = code`` lines for the dims, in creation order (dependencies first)."""

@@ -63,6 +63,10 @@ class SharedDims:
             self._merged[tuple(map(id, parts))] = axis
         return parts
 
+    def split_parts(self, dim: Dim) -> list[Dim]:
+        """The parts of the split that made ``dim`` (none: no split made it)."""
+        return next((parts for _, parts in self._splits.values() if any(p is dim for p in parts)), [])
+
     def merged(self, parts: list[Dim], avoid: Any = ()) -> Dim | None:
         """The axis ``parts`` were split from (merging them gives it back), unless it is in ``avoid``."""
         axis = self._merged.get(tuple(map(id, parts)))

@@ -91,6 +91,7 @@ def multi_head_attention_forward(ctx, query, key, value, embed_dim_to_check, num
     ctxv = matmul_ref(ctx, att, v)  # (B, H, T, Dh)
     ctxv = ctx.transpose_to(ctxv, [ctxv.dims[2], ctxv.dims[0], head, hd])
     merged_dim = ctx.dims.shared.merge([head, hd], lambda: ctx.dims.static(e, f"{ctx.op_name}_embed"))
+    _roles(ctx, [merged_dim], ["embed"])
     merged = ctx.layer({"class": "merge_dims", "from": ctxv, "axes": [head, hd], "out_dim": merged_dim},
                        [ctxv.dims[0], ctxv.dims[1], merged_dim], dtype=ctxv.dtype)
     out = linear_layer(ctx, merged, out_proj_weight, out_proj_bias)
@@ -106,6 +107,12 @@ def multi_head_attention_forward(ctx, query, key, value, embed_dim_to_check, num
     return out, weights
 
 
+def _roles(ctx, dims: list, roles: list) -> None:
+    """The config names of dims this op made: the module path plus ``roles`` (see :mod:`..naming.dimnames`)."""
+    for d, role in zip(dims, roles):
+        ctx.dims.names.role(d, role)
+
+
 def _packed_self_attention(ctx, query, key, value, x, in_proj_weight, in_proj_bias, e, h):
     """Self-attention (query, key and value one tensor) with the module's packed in-projection: one ``linear``
     layer (3E outputs) holding ``in_proj_weight``/``in_proj_bias``, split into (3, heads, head dim), and q, k, v
@@ -118,8 +125,12 @@ def _packed_self_attention(ctx, query, key, value, x, in_proj_weight, in_proj_bi
     three, head, hd = ctx.dims.shared.split(proj.dims[2], [3, h, e // h], f"{ctx.op_name}_qkv", avoid=proj.dims[:2])
     s = ctx.layer({"class": "split_dims", "from": proj, "axis": proj.dims[2], "dims": [three, head, hd]},
                   [proj.dims[0], proj.dims[1], three, head, hd], dtype=proj.dtype)
+    _roles(ctx, [three, head, hd], ["qkv", "heads", "head_dim"])
     t = s.dims[0]  # keys and values take the key axis (a twin of time) before they are picked: one rename
-    kv = ctx.rename(s, {t: ctx.twin(t, avoid=s.dims)}) if t.is_dynamic() else s
+    if t.is_dynamic():
+        t_kv = ctx.twin(t, avoid=s.dims)
+        _roles(ctx, [t_kv], [f"{t.description}_kv"])
+    kv = ctx.rename(s, {t: t_kv}) if t.is_dynamic() else s
     return [ctx.layer({"class": "gather", "from": src, "axis": three, "position": i},
                       [src.dims[0], src.dims[1], head, hd], dtype=s.dtype) for i, src in enumerate((s, kv, kv))]
 
@@ -139,6 +150,7 @@ def _projections(ctx, q_in, k_in, v_in, in_proj_weight, in_proj_bias, separate, 
     q, k, v = (linear_ref(ctx, x, w, b) for x, w, b in zip((q_in, k_in, v_in), ws, bs))
     head = ctx.dims.static(h, f"{ctx.op_name}_heads")
     hd = ctx.dims.static(e // h, f"{ctx.op_name}_head_dim")
+    _roles(ctx, [head, hd], ["heads", "head_dim"])
 
     def heads(r):  # (T, B, E) -> (B, H, T, Dh)
         s = ctx.layer({"class": "split_dims", "from": r, "axis": r.dims[2], "dims": [head, hd]},

@@ -183,6 +183,7 @@ def dot(ctx, a: Ref, b: Ref, batch: list[tuple[int, int]], reduce: list[tuple[in
     if not reduce:
         return ctx.eval("source(0) * source(1)", [a, b], dims)
     red = [a.dims[ia] for ia, _ in reduce]
+    _name_heads(ctx, [a.dims[ia] for ia, _ in batch], red, dims)
     for rd in red:  # summing over a dynamic axis: zero both sides' padding (NaN-safe, per sequence)
         if rd.is_dynamic() and not rd.is_batch_dim():
             a = mask_padding(ctx, a, rd)
@@ -193,6 +194,20 @@ def dot(ctx, a: Ref, b: Ref, batch: list[tuple[int, int]], reduce: list[tuple[in
         y = reduce_ref(ctx, prod, "sum", [i for i, d in enumerate(both) if any(d is x for x in red)], False)
         return ctx.transpose_to(y, dims)
     return ctx.layer({"class": "dot", "from": [a, b], "reduce": red}, dims)
+
+
+def _name_heads(ctx, kept: list, red: list, out: list) -> None:
+    """A product that keeps one part of a split and sums over another (attention scores, or their weighted
+    sum): those parts are the heads and the head size, and a twin of time in it holds the keys."""
+    for r in red:
+        parts = ctx.dims.shared.split_parts(r) if r.is_static() else []
+        heads = [d for d in kept if any(d is p for p in parts) and d is not r]
+        if heads:
+            ctx.dims.names.role(heads[0], "heads", weak=True)
+            ctx.dims.names.role(r, "head_dim", weak=True)
+            for d in out:
+                if d.is_dynamic() and ctx.dims.names.is_twin_role(d):
+                    ctx.dims.names.role(d, f"{ctx.dims.twin_origin(d).description}_kv", weak=True)
 
 
 def mask_padding(ctx, r: Ref, dim: Dim, value: float = 0.0) -> Ref:

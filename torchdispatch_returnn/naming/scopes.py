@@ -117,6 +117,7 @@ class ModuleScopes:
         self._calls: list[Call] = []
         self.finished: Call | None = None  # the call that ended last (set by pop)
         self._paths: dict[int, str] = {}  # id(module) -> attribute path
+        self.kinds: dict[str, str] = {}  # attribute path -> the module's class name
         self.param_names: dict[int, str] = {}  # id(parameter or buffer) -> state_dict key
         self.param_owners: dict[int, torch.nn.Module] = {}  # id(parameter or buffer) -> the module holding it
 
@@ -124,6 +125,7 @@ class ModuleScopes:
         """Learn the paths and parameter names of an outermost module (first one wins)."""
         for n, m in module.named_modules(remove_duplicate=False):
             self._paths.setdefault(id(m), n)
+            self.kinds.setdefault(n, type(m).__qualname__)
         for n, p in module.named_parameters(remove_duplicate=False):
             self.param_names.setdefault(id(p), n)
         for n, b in module.named_buffers(remove_duplicate=False):
