@@ -3,7 +3,8 @@
 Models: the benchmark encoder of capture_bench.py (8 pre-LN blocks, D=256) and torchaudio's Conformer
 (12 blocks, D=256, 4 heads, FF 1024, depthwise kernel 31), random init, B=3, T=50, time dynamic.
 Prints, per model: captured ops, layers, layers/op, dims declared in the config, variable and copy
-layers, the layer classes, and the change against the previous run (benchmarks/results/compact_bench.json).
+layers, the layer classes, the names of the declared dims, and the change against the previous run
+(benchmarks/results/compact_bench.json).
 The figures of the issue (before this work) were 3.6 layers/op (encoder) and 3.0 (Conformer).
 
     python benchmarks/compact_bench.py [--out FILE]
@@ -53,7 +54,8 @@ def measure(name: str, model: torch.nn.Module, args: tuple, dyn: tuple) -> dict:
     classes = collections.Counter(d["class"] for d in net.net_dict.values())
     row = {"ops": len(net.parity), "layers": len(net.net_dict), "dims": len(net.dims.declarations()),
            "variables": classes.get("variable", 0), "copies": classes.get("copy", 0), "parity_ok": net.parity.ok,
-           "classes": dict(classes.most_common())}
+           "classes": dict(classes.most_common()),
+           "dim_names": [line.split("name=")[1].split("'")[1] for line in net.dims.declarations()]}
     row["layers_per_op"] = row["layers"] / max(row["ops"], 1)
     net.session.close()
     return row
@@ -81,6 +83,7 @@ def main() -> None:
               f"{old if old is None else round(old, 2)!s:>6} {r['dims']:>5} {r['variables']:>9} {r['copies']:>6} "
               f"{'ok' if r['parity_ok'] else 'FAILED'}")
         print(f"{'':<12} layer classes: {', '.join(f'{k} {v}' for k, v in r['classes'].items())}")
+        print(f"{'':<12} dims: {', '.join(r['dim_names'])}")
     write(args.out, {"rows": rows, "torch": torch.__version__})
 
 

@@ -60,10 +60,14 @@ class _Replay(TorchFunctionMode):
 
 
 def replay(module: torch.nn.Module, args: tuple, kwargs: dict, root_site: str = "", feeds=(),
-           fed: dict | None = None) -> tuple[Any, dict]:
+           fed: dict | None = None, *, values: bool = True) -> tuple[Any, dict]:
     """``module(*args, **kwargs)`` in plain torch: its outputs and every op's results by key (the ops
     of a leaf root module keyed at ``root_site``, the line that called it in the capture); the values
-    to feed into the random layers ``feeds`` go to ``fed``."""
+    to feed into the random layers ``feeds`` go to ``fed``. ``values=False``: the outputs only (no op
+    is intercepted)."""
+    if not values:
+        with torch.no_grad():
+            return module(*args, **kwargs), {}
     mode = _Replay(root_site, feeds, fed)
 
     def post(m, a, out):
@@ -203,11 +207,13 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
         return [SelfCheck(what, None, detail="skipped: an output has no batch axis")]
     full = PaddedBatch(inputs, dims, args, positions, padded=False)
     try:
-        runs = [replay(module, tuple(batch.call(b, [])[0]), kwargs, inputs.call_site) for b in range(batch.n)]
-        alone = [flat_tensors(replay(module, tuple(full.call(b, [])[0]), kwargs)[0]) for b in range(batch.n)]
+        runs = [flat_tensors(replay(module, tuple(batch.call(b, [])[0]), kwargs, values=False)[0])
+                for b in range(batch.n)]
+        alone = [flat_tensors(replay(module, tuple(full.call(b, [])[0]), kwargs, values=False)[0])
+                 for b in range(batch.n)]
     except Exception as e:  # torch refuses a batch of one, or these lengths
         return [SelfCheck(what, None, detail=f"skipped: torch fails ({type(e).__name__}: {e})")]
-    whole = flat_tensors(replay(module, tuple(full.call(None, [])[0]), kwargs)[0])
+    whole = flat_tensors(replay(module, tuple(full.call(None, [])[0]), kwargs, values=False)[0])
     for b in range(batch.n):  # each sequence alone gives its row of the whole batch: no op mixes the batch
         for t, a, ax in zip(whole, alone[b], axes):
             if not close(to_numpy(t.narrow(ax, b, 1)), to_numpy(a), atol, rtol):
@@ -217,17 +223,18 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
                 if not any(kind != "input" and key == n for kind, key in inputs.forward_args)}
     feed = feeder.feed(batch.forward_args(), seq_lens=seq_lens)
     got = session.run([fetch(r) for r in outputs], feed_dict=feed)
-    bad = next((b for b in range(batch.n) for v, (t, ax) in zip(got, zip(flat_tensors(runs[b][0]), axes))
+    bad = next((b for b in range(batch.n) for v, (t, ax) in zip(got, zip(runs[b], axes))
                 if not close(_row(np.asarray(v), ax, b, t.shape), to_numpy(t), atol, rtol)), None)
     if bad is None:
         return [SelfCheck(what, True, compared=len(outputs) * batch.n)]
     zeros = PaddedBatch(inputs, dims, args, positions, padded=True, fill=0.0)
-    own = flat_tensors(replay(module, tuple(zeros.call(None, [])[0]), kwargs)[0])
+    own = flat_tensors(replay(module, tuple(zeros.call(None, [])[0]), kwargs, values=False)[0])
     if any(not close(_row(to_numpy(t), ax, b, a.shape), to_numpy(a), atol, rtol)
-           for b in range(batch.n) for t, a, ax in zip(own, flat_tensors(runs[b][0]), axes)):
+           for b in range(batch.n) for t, a, ax in zip(own, runs[b], axes)):
         return [SelfCheck(what, None, detail="skipped: torch's own outputs on a padded batch depend on the padding "
                           "(they differ from torch on each sequence alone)")]
-    return [_first_padded_diff(what, records, runs[bad][1], bad, fetch, session, feed, atol, rtol)]
+    values = replay(module, tuple(batch.call(bad, [])[0]), kwargs, inputs.call_site)[1]  # every op's, this time
+    return [_first_padded_diff(what, records, values, bad, fetch, session, feed, atol, rtol)]
 
 
 def _first_padded_diff(what: str, records: list, values: dict, b: int, fetch: Fetcher, session: Any, feed: dict,

@@ -8,7 +8,8 @@ the module path itself, so the net dict mirrors the module tree (``nested=True``
 by module call into subnetworks: :mod:`..nesting`). Parameters and buffers
 are ``variable`` layers named by their ``state_dict`` key. Repeated names get ``_1``, ``_2``, ...
 suffixes (a module called twice: ``ff``, ``ff_1``). Names never contain ``/`` (RETURNN reads it
-as a path). Handlers never name layers: the capture names what they build.
+as a path). Handlers never name layers: the capture names what they build. The dims a config declares
+are named by module path and role (:mod:`.dimnames`).
 """
 
 from .scopes import ModuleScopes, Namer, op_short_name, role_of
