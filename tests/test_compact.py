@@ -275,9 +275,8 @@ def test_blocks_share_dims_and_the_config_has_no_unread_layers():
     # the heads merged, the pointwise conv's 16, the depthwise conv's output: the same for all 3 blocks
     assert len(net.dims.declarations()) <= 10, net.dims.declarations()
     # the roles of MultiheadAttention's dims, without the block index (all 3 blocks use them)
-    att = "att.multi_head_attention_forward"
-    assert {"time", "data_feature", "att.qkv", "att.heads", "att.head_dim", "att.time_kv", "att.embed",
-            f"{att}_out"} <= _dim_names(net), _dim_names(net)
+    assert {"time", "data_feature", "att.in_proj", "att.qkv", "att.heads", "att.head_dim", "att.time_kv",
+            "att.embed"} <= _dim_names(net), _dim_names(net)
     dw = [d for n, d in net.net_dict.items() if d["class"] == "conv" and d.get("groups", 1) > 1]
     assert len(dw) == 3 and len({id(d["out_dim"]) for d in dw}) == 1
     merges = [d for d in net.net_dict.values() if d["class"] == "merge_dims"]

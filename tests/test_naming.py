@@ -78,3 +78,38 @@ def test_repeated_call_names_and_root_ops():
 
     net = _capture(M(), torch.randn(2, 5, 4))
     assert list(net.net_dict) == ["act", "act_1", "mul", "mul_1", "add", "output"]  # calls of a module: _1, _2
+
+
+def _dim_names(net) -> list:
+    return [line.split("name=")[1].split("'")[1] for line in net.dims.declarations()]
+
+
+def test_dim_names_are_module_path_and_role():
+    # the hidden dim of both FF blocks: made by layers.0.lin1, used by layers.1 (an FF too): no index
+    net = _capture(Net().eval(), torch.randn(2, 5, 4))
+    assert _dim_names(net) == ["time", "data_feature", "layers.lin1.linear_out"]
+    code = net.config_code()
+    assert "layers_lin1_linear_out_dim = Dim(6, name='layers.lin1.linear_out', kind=Dim.Types.Feature)" in code
+    assert "'out_dim': layers_lin1_linear_out_dim" in code
+
+    class Heads(nn.Module):  # one module: its dims keep no index to drop; roles from the batched products
+        def __init__(self):
+            super().__init__()
+            self.q, self.k = nn.Linear(6, 6), nn.Linear(6, 6)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q = self.q(x).view(b, t, 2, 3).transpose(1, 2)
+            k = self.k(x).view(b, t, 2, 3).transpose(1, 2)
+            return (torch.softmax(q @ k.transpose(-1, -2), -1) @ k).transpose(1, 2).reshape(b, t, 6)
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.ModuleList([Heads(), nn.Linear(6, 6)])
+
+        def forward(self, x):
+            return self.enc[0](x) + self.enc[1](x)
+
+    net = _capture(Two().eval(), torch.randn(2, 5, 6))
+    assert _dim_names(net)[:5] == ["time", "data_feature", "enc.0.heads", "enc.0.head_dim", "enc.0.time_kv"]

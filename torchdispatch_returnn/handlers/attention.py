@@ -125,7 +125,7 @@ def _packed_self_attention(ctx, query, key, value, x, in_proj_weight, in_proj_bi
     three, head, hd = ctx.dims.shared.split(proj.dims[2], [3, h, e // h], f"{ctx.op_name}_qkv", avoid=proj.dims[:2])
     s = ctx.layer({"class": "split_dims", "from": proj, "axis": proj.dims[2], "dims": [three, head, hd]},
                   [proj.dims[0], proj.dims[1], three, head, hd], dtype=proj.dtype)
-    _roles(ctx, [three, head, hd], ["qkv", "heads", "head_dim"])
+    _roles(ctx, [proj.dims[2], three, head, hd], ["in_proj", "qkv", "heads", "head_dim"])
     t = s.dims[0]  # keys and values take the key axis (a twin of time) before they are picked: one rename
     if t.is_dynamic():
         t_kv = ctx.twin(t, avoid=s.dims)
