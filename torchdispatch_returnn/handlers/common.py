@@ -113,8 +113,8 @@ def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
     """Broadcast ``xs`` (tensors cast to ``dtype``, default the result dtype; the inputs at
     positions ``conditions`` to bool) and build one layer computing ``fmt`` with ``{0}``, ``{1}``, ...
     standing for the inputs: ``combine`` for two tensors one of which has all the result's dims,
-    ``activation`` for one TF function RETURNN has by that name, else ``eval``. A dynamic size (DimInt)
-    is each sequence's length."""
+    ``activation`` for one TF function RETURNN has by that name, else ``eval`` (of one float tensor keeping
+    its dims and dtype: without ``out_type``). A dynamic size (DimInt) is each sequence's length."""
     dtype = dtype or ctx.out.dtype
     sizes = {i: x for i, x in enumerate(xs) if isinstance(x, DimInt) and x.dim.dimension is None}
     xs = [1 if i in sizes else x for i, x in enumerate(xs)]
@@ -138,7 +138,16 @@ def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
             args.append(lit(it) if bare else f"tf.cast({lit(it)}, {tf_dtype(dtype)!r})")
     if not refs:
         raise NotImplementedError("elementwise op without a captured tensor")
+    x = refs[0]
+    if len(refs) == 1 and x.dtype == out_dtype and out_dtype.is_floating_point and _same_dims(x.dims, dims):
+        return ctx.layer({"class": "eval", "from": refs, "eval": fmt.format(*args)}, dims, dtype=out_dtype)
     return ctx.eval(fmt.format(*args), refs, dims, dtype=out_dtype)
+
+
+def _same_dims(a, b) -> bool:
+    """Whether ``a`` and ``b`` are the same dims (in any order): an elementwise ``eval`` of one source with
+    them needs no ``out_type`` (RETURNN's default is the source's)."""
+    return len(a) == len(b) and all(any(d is e for e in a) for d in b) and not any(isinstance(d, MergedDim) for d in a)
 
 
 # -- reductions and products --------------------------------------------------------------------------
