@@ -127,10 +127,11 @@ def _packed_self_attention(ctx, query, key, value, x, in_proj_weight, in_proj_bi
                   [proj.dims[0], proj.dims[1], three, head, hd], dtype=proj.dtype)
     _roles(ctx, [proj.dims[2], three, head, hd], ["in_proj", "qkv", "heads", "head_dim"])
     t = s.dims[0]  # keys and values take the key axis (a twin of time) before they are picked: one rename
+    kv = s
     if t.is_dynamic():
         t_kv = ctx.twin(t, avoid=s.dims)
         _roles(ctx, [t_kv], [f"{t.description}_kv"])
-    kv = ctx.rename(s, {t: t_kv}) if t.is_dynamic() else s
+        kv = ctx.rename(s, {t: t_kv})
     return [ctx.layer({"class": "gather", "from": src, "axis": three, "position": i},
                       [src.dims[0], src.dims[1], head, hd], dtype=s.dtype) for i, src in enumerate((s, kv, kv))]
 

@@ -104,7 +104,7 @@ def _combine_kind(fmt: str, items: list, dims: tuple, out_dtype: torch.dtype) ->
         return None
     if out_dtype == torch.bool and not kind.startswith("logical"):
         return None
-    if not any(len(it.dims) == len(dims) and all(any(d is e for e in it.dims) for d in dims) for it in items):
+    if not any(_same_dims(it.dims, dims) for it in items):
         return None
     return kind
 
@@ -139,15 +139,15 @@ def apply(ctx, fmt: str, *xs, dtype=None, out_dtype=None, conditions=()) -> Ref:
     if not refs:
         raise NotImplementedError("elementwise op without a captured tensor")
     x = refs[0]
-    if len(refs) == 1 and x.dtype == out_dtype and out_dtype.is_floating_point and _same_dims(x.dims, dims):
+    if len(refs) == 1 and x.dtype == out_dtype and out_dtype.is_floating_point and _same_dims(x.dims, dims) and \
+            not any(isinstance(d, MergedDim) for d in dims):  # (RETURNN's default output is the source's)
         return ctx.layer({"class": "eval", "from": refs, "eval": fmt.format(*args)}, dims, dtype=out_dtype)
     return ctx.eval(fmt.format(*args), refs, dims, dtype=out_dtype)
 
 
 def _same_dims(a, b) -> bool:
-    """Whether ``a`` and ``b`` are the same dims (in any order): an elementwise ``eval`` of one source with
-    them needs no ``out_type`` (RETURNN's default is the source's)."""
-    return len(a) == len(b) and all(any(d is e for e in a) for d in b) and not any(isinstance(d, MergedDim) for d in a)
+    """Whether ``a`` and ``b`` are the same dims, in any order."""
+    return len(a) == len(b) and all(any(d is e for e in a) for d in b)
 
 
 # -- reductions and products --------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import keyword
 import re
 from typing import Any
 
+from .._backend import Dim
+
 #: roles a later op may rename (what a split or a generic new axis got called when it was made)
 _GENERIC = re.compile(r"(.*_)?(split\d*|dim\d*|twin)$")
 
@@ -81,8 +83,7 @@ class DimNames:
         module path -> class name (which modules are instances of one kind)."""
         users = _users(net_dict)
         new_names = {i: self._config_name(i, users.get(i, []), kinds) for i in order if i in self._origin}
-        keep = {entries[i][1] for i in order if i not in new_names}
-        taken = set(keep)
+        taken = {entries[i][1] for i in order if i not in new_names}  # (the variables that stay)
         subst: dict[str, str] = {}
         out = dict(entries)
         for i in order:
@@ -131,7 +132,7 @@ def _users(net_dict: dict, prefix: tuple = ()) -> dict[int, list[list[str]]]:
         elif isinstance(v, (list, tuple)):
             for x in v:
                 walk(x, name)
-        elif hasattr(v, "dimension") and hasattr(v, "is_batch_dim"):
+        elif isinstance(v, Dim):
             out.setdefault(id(v), []).append(name)
 
     for layer, desc in net_dict.items():
