@@ -94,12 +94,14 @@ def ensure_returnn() -> None:
 def new_session(graph: Any, optimize: bool = True) -> Any:
     """A TF session for ``graph`` without grappler's remapper: with oneDNN it fuses ops (``x * sigmoid(x)`` into
     one Swish op) and drops the fused nodes, whose values the parity and gradient checks fetch or feed.
-    ``optimize=False``: no grappler at all, for the capture's checks; each of them runs the graph once with
-    its own fetches (a new grappler pass over the whole graph each, which costs more than it saves and
-    grows faster than the graph)."""
+    ``optimize=False``: no grappler and no classic graph optimizer (common subexpressions, constant folding)
+    at all, for the capture's checks; each of them runs the graph a few times (a pass over the whole graph
+    for each new set of fetches costs more than it saves and grows faster than the graph)."""
     cfg = tf.compat.v1.ConfigProto()
     cfg.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
     cfg.graph_options.rewrite_options.disable_meta_optimizer = not optimize
+    if not optimize:
+        cfg.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0
     return tf.compat.v1.Session(graph=graph, config=cfg)
 
 

@@ -26,7 +26,7 @@ from .inputs import Inputs
 from .naming import ModuleScopes
 from .nesting import Nested, note_result
 from .parity import NotebookView, ParityReport, Recorder
-from .runtime import ArgSpec, Feeder, Fetcher, run_outputs
+from .runtime import ArgSpec, Feeder, Fetcher, ReusedRuns, run_outputs
 from .tensor import ReturnnTensor, plain, wrap
 
 
@@ -165,22 +165,22 @@ class Capture(NotebookView):
         self._outputs = self.builder.add_outputs(outs)
         self.builder.flush()
         self.builder.keep_needed([f.ref.layer for f in self.recorder.feeds])
-        self.builder.load_weights(self.session)
         self._fetch = Fetcher(self.network, self.graph)
+        self._fetch.prepare([r.ref for r in self.recorder.records if r.check] + [ref for _, ref in self._outputs])
+        self.builder.load_weights(self.session)
         self._feeder = Feeder(self.network, self.inputs.order, [ArgSpec(*a) for a in self.inputs.forward_args])
-        self.recorder.progress.stage("checking parity")
-        self.parity = verify.parity_run(self.recorder, self.session, self._fetch, self._feeder, self.inputs, self.dims,
+        runs = ReusedRuns(self.session)  # (the checks' runs: TF's executors reused)
+        self.parity = verify.parity_run(self.recorder, runs, self._fetch, self._feeder, self.inputs, self.dims,
                                         self.options)
         self.parity.guards = self.dims.guards.described()
-        session = self.session
         if self.parity.ok and self._nest:  # (checked against this flat network: nesting.py)
             self.recorder.progress.stage("building the nested network")
-            self.nested = Nested(self.builder, self._config_of, session, self._feeder, self.inputs, self.dims,
+            self.nested = Nested(self.builder, self._config_of, self.session, self._feeder, self.inputs, self.dims,
                                  self.recorder.feeds, self.options, [name for name, _ in self._outputs])
             self.session = self.nested.session
         if self.parity.ok and self.inputs.call is not None:
             verify.more_checks(self.parity, self.options, self.inputs, self._root_kwargs, self._fetch, self._feeder,
-                               session, self.dims, self.config_code, self.save_checkpoint, self.param_map,
+                               runs, self.dims, self.config_code, self.save_checkpoint, self.param_map,
                                [ref for _, ref in self._outputs])
         if self.options.check and not self.parity.ok:
             raise ParityError(self.parity.failure_message(), report=self.parity)

@@ -165,6 +165,12 @@ class Fetcher:
                 self._cache[key] = t
         return self._cache[key]
 
+    def prepare(self, refs: Sequence[Ref]) -> None:
+        """Make the tensors of ``refs`` now, before the first run: each run after the graph has grown
+        places the whole graph again."""
+        for ref in refs:
+            self(ref)
+
     def feed(self, feed: Any) -> tuple[Any, np.ndarray]:
         """The TF tensor of a :class:`~.parity.Feed`'s layer and torch's value in its axis order (sets the
         feed's ``layer``, ``perm`` and ``dtype``, so the same layer of a network built from the config
@@ -180,6 +186,38 @@ class Fetcher:
         """{id(dim): TF lengths} of the dynamic dims of ``ref``."""
         return {id(d): d.dyn_size_ext.placeholder for d in ref.dims
                 if d.is_dynamic() and not d.is_batch_dim() and d.dyn_size_ext is not None}
+
+
+class ReusedRuns:
+    """The capture's session for its checks. TF makes an executor for each distinct set of feeds and
+    fetches, at a cost that grows with the whole graph (a third of capturing a 32-block encoder went
+    there); a run whose fetches earlier runs with the same feeds fetched (each of them in one) runs those
+    earlier fetch lists again instead, and keeps what it asked for. If that fails, the fetches run alone."""
+
+    def __init__(self, session: Any):
+        self.session = session
+        self.graph = session.graph
+        self._lists: list = []  # (feed tensors, fetch list, ids of its fetches)
+
+    def run(self, fetches: Any, feed_dict: dict | None = None) -> Any:
+        if not isinstance(fetches, list) or not feed_dict:
+            return self.session.run(fetches, feed_dict=feed_dict)
+        keys, ids = frozenset(feed_dict), [id(t) for t in fetches]
+        plan, todo = [], set(ids)
+        for k, lst, members in self._lists:
+            if k == keys and todo & members:
+                plan.append(lst)
+                todo -= members
+        if todo or not plan:
+            self._lists.append((keys, list(fetches), set(ids)))
+            return self.session.run(fetches, feed_dict=feed_dict)
+        got, want = {}, set(ids)
+        try:
+            for lst in plan:
+                got.update((id(t), v) for t, v in zip(lst, self.session.run(lst, feed_dict=feed_dict)) if id(t) in want)
+        except tf.errors.OpError:  # an op the earlier list has beside these fails here
+            return self.session.run(fetches, feed_dict=feed_dict)
+        return [got[i] for i in ids]
 
 
 def layer_feed(feed: Any, value: np.ndarray) -> np.ndarray:

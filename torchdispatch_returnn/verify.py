@@ -42,6 +42,7 @@ def parity_run(recorder: Recorder, session: Any, fetch: Fetcher, feeder: Feeder,
     """Run the network on the capture's inputs and compare every recorded op with torch's value
     (only valid frames where lengths were given, of the full-length sequences where there are some).
     Layers of random values get torch's values fed, so the ops after them compare exactly."""
+    recorder.progress.stage("checking parity")
     atol, rtol = options.atol, options.rtol
     report = ParityReport(records=recorder.records, atol=atol, rtol=rtol, feeds=recorder.feeds)
     given = dims.given_lengths()
