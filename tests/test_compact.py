@@ -225,6 +225,27 @@ def test_elementwise_ops_become_combine_and_activation_layers():
     assert "source(0) + 2.0" in evals and "source(0) + source(1)" in evals and not [e for e in evals if "2.0, " in e]
 
 
+def test_broadcast_to_new_axes_is_a_combine_with_zeros():
+    """``expand``/``broadcast_to``/``repeat_interleave`` onto axes the tensor lacks: a ``combine``
+    (``add``; ``logical_or`` for bool) with a zeros ``constant`` of the missing axes, no ``eval``."""
+
+    class M(nn.Module):
+        def forward(self, x):
+            b, t, f = x.shape
+            y = x[:, :, :1].expand(b, t, f) * x  # (B, T, 1) -> (B, T, F)
+            m = (x[:, :1, :] > 0).expand(b, t, f)  # bool
+            r = torch.repeat_interleave(x, 2, dim=2)
+            return torch.where(m, y, -y) + r[..., ::2] + r[..., 1::2]
+
+    torch.manual_seed(0)
+    net = assert_converts(M(), torch.randn(3, 10, 4), dynamic_shapes=DYN, grads=True)
+    combines = [d for d in net.net_dict.values() if d["class"] == "combine" and d.get("allow_broadcast_all_sources")]
+    assert sorted(d["kind"] for d in combines) == ["add", "add", "logical_or"], combines
+    for d in combines:
+        assert net.net_dict[d["from"][1]]["class"] == "constant" and net.net_dict[d["from"][1]]["value"] in (0.0, False)
+    assert not [d for d in net.net_dict.values() if d["class"] == "eval" and "tf.add" in d["eval"]]
+
+
 class ConvBN(nn.Module):
     def __init__(self):
         super().__init__()

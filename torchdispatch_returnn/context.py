@@ -326,14 +326,17 @@ class OpContext:
                 r = self.squeeze(r, ax)
                 del kept[ax]
         r = self.rename(r, {d: t for d, t in zip(r.dims, kept) if d is not t})
-        missing = [t for t in target if not any(t is k for k in kept)]
-        if not expand:
-            return r
+        return self.expand(r, target) if expand else r
+
+    def expand(self, r: Ref, target: Sequence[Dim]) -> Ref:
+        """``r`` (its dims all among ``target``) broadcast to exactly ``target``, in that order: RETURNN has
+        no layer for that, so a ``combine`` with zeros of the missing dims (``logical_or`` with False)."""
+        missing = [t for t in target if not any(t is d for d in r.dims)]
         if not missing:
-            return self.transpose_to(r, target)
+            return self.transpose_to(r, list(target))
         zeros = self.fill(missing, 0, r.dtype)
-        op = "tf.logical_or" if r.dtype == torch.bool else "tf.add"
-        return self.eval(f"{op}(source(0), source(1))", [r, zeros], target, dtype=r.dtype)
+        return self.layer({"class": "combine", "from": [r, zeros], "kind": "logical_or" if r.dtype == torch.bool
+                           else "add", "allow_broadcast_all_sources": True}, list(target), dtype=r.dtype)
 
     def broadcasts(self, dim: Dim, size: int, target: Dim) -> bool:
         """An axis (``dim``, capture-time ``size``) broadcasts onto ``target``: it is a static size-1

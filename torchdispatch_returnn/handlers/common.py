@@ -371,9 +371,3 @@ def along_time(d) -> bool:
     return d.is_dynamic() and not d.is_batch_dim()
 
 
-def expand_to(ctx, r, dims):
-    """A broadcast-aligned ``r`` (its dims among ``dims``) with every axis of ``dims``, in that order."""
-    missing = [d for d in dims if not any(d is e for e in r.dims)]
-    if missing:
-        r = ctx.eval("tf.add(source(0), source(1))", [r, ctx.fill(missing, 0, r.dtype)], dims, dtype=r.dtype)
-    return ctx.transpose_to(r, list(dims))

@@ -25,7 +25,7 @@ import torch
 
 from .._backend import tf_dtype
 from ..tensor import Ref
-from .common import T, expand_to, mask_padding
+from .common import T, mask_padding
 from .registry import handles, lookup
 
 FFT = torch.fft
@@ -237,7 +237,7 @@ def view_as_complex(ctx, x):
 def _from_parts(expr: str):
     def h(ctx, a, b, *, out=None):
         items, dims = ctx.broadcast(a, b, dtype=ctx.out.real.dtype)
-        items = [expand_to(ctx, i, dims) for i in items]
+        items = [ctx.expand(i, dims) for i in items]
         return complex_result(ctx, ctx.tf_op(expr, items, list(dims) + [_two(ctx)], dtype=ctx.out.real.dtype))
     return h
 

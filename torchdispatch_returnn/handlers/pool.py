@@ -98,16 +98,10 @@ def repeat_axis(ctx, r, ax, k: int):
 
 
 def _static_repeat(ctx, r, ax, k, new):
-    # split the axis into (n, 1), tile to (n, k), merge back
-    one = ctx.dims.static(1, f"{ctx.op_name}_one")
+    """Each element along axis ``ax`` ``k`` times in a row: broadcast over a new axis of ``k`` after it, merged."""
     kd = ctx.dims.static(k, f"{ctx.op_name}_k")
     d = r.dims[ax]
-    dims = list(r.dims[:ax + 1]) + [one] + list(r.dims[ax + 1:])
-    s = ctx.layer({"class": "split_dims", "from": r, "axis": d, "dims": [d, one]}, dims, dtype=r.dtype)
-    zeros = ctx.fill([kd], 0, r.dtype)
-    t = ctx.eval("source(0) + source(1)" if r.dtype != torch.bool else "tf.logical_or(source(0), source(1))",
-                 [ctx.squeeze(s, ax + 1), zeros], list(r.dims[:ax + 1]) + [kd] + list(r.dims[ax + 1:]),
-                 dtype=r.dtype)
+    t = ctx.expand(r, list(r.dims[:ax + 1]) + [kd] + list(r.dims[ax + 1:]))
     out = list(r.dims)
     out[ax] = new
     return ctx.layer({"class": "merge_dims", "from": t, "axes": [d, kd], "out_dim": new}, out, dtype=r.dtype)

@@ -215,16 +215,6 @@ def diagonal_scatter(ctx, x, src, offset=0, dim1=0, dim2=1):
 
 
 # -- grids and broadcasting ------------------------------------------------------------------------------
-def _spread(ctx, r, dims):
-    """``r`` (whose dims are all among ``dims``) broadcast to exactly ``dims``."""
-    missing = [d for d in dims if not any(d is e for e in r.dims)]
-    if not missing:
-        return ctx.transpose_to(r, dims)
-    zeros = ctx.fill(missing, 0, r.dtype)
-    op = "tf.logical_or" if r.dtype == torch.bool else "tf.add"
-    return ctx.eval(f"{op}(source(0), source(1))", [r, zeros], dims, dtype=r.dtype)
-
-
 @handles(torch.functional.meshgrid, torch._C._VariableFunctionsClass.meshgrid)
 def meshgrid(ctx, *tensors, indexing=None):
     """One tensor per input, each input's axis spread over the grid of all (``xy``: first two swapped)."""
@@ -236,7 +226,7 @@ def meshgrid(ctx, *tensors, indexing=None):
     order = list(dims)
     if indexing == "xy" and len(order) > 1:
         order[0], order[1] = order[1], order[0]
-    return tuple(_spread(ctx, r, order) for r in refs)
+    return tuple(ctx.expand(r, order) for r in refs)
 
 
 @handles(torch.functional.broadcast_tensors)
