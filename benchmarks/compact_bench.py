@@ -48,8 +48,8 @@ def _conformer():
     return Wrapped()
 
 
-def measure(name: str, model: torch.nn.Module, args: tuple, dyn: tuple) -> dict:
-    with torch.no_grad(), returnn_capture(dynamic_shapes=dyn, self_check=False, progress=False) as net:
+def measure(name: str, model: torch.nn.Module, args: tuple, dyn: tuple, lengths: dict | None) -> dict:
+    with torch.no_grad(), returnn_capture(dynamic_shapes=dyn, lengths=lengths, self_check=False, progress=False) as net:
         model(*args)
     classes = collections.Counter(d["class"] for d in net.net_dict.values())
     row = {"ops": len(net.parity), "layers": len(net.net_dict), "dims": len(net.dims.declarations()),
@@ -68,16 +68,17 @@ def main() -> None:
     prev = previous(args.out).get("rows", {})
     torch.manual_seed(0)
     x = torch.randn(B, T, D)
-    models = {"encoder8": (Encoder(8).eval(), (x,), ({1: "time"},))}
+    models = {"encoder8": (Encoder(8).eval(), (x,), ({1: "time"},), None)}
     conformer = _conformer()
     if conformer is not None:
         lengths = torch.tensor([T, T - 10, T - 20])
-        models["conformer12"] = (conformer.eval(), (x, lengths), ({1: "time"}, None))
+        # (the lengths argument tied to time, as a user would: the padding mask then follows each length)
+        models["conformer12"] = (conformer.eval(), (x, lengths), ({1: "time"}, None), {"lengths": "time"})
     rows = {}
     print(f"{'model':<12} {'ops':>5} {'layers':>6} {'layers/op':>9} {'before':>6} {'prev':>6} {'dims':>5} "
           f"{'variables':>9} {'copies':>6} parity")
-    for name, (model, xs, dyn) in models.items():
-        r = rows[name] = measure(name, model, xs, dyn)
+    for name, (model, xs, dyn, lengths) in models.items():
+        r = rows[name] = measure(name, model, xs, dyn, lengths)
         old = prev.get(name, {}).get("layers_per_op")
         print(f"{name:<12} {r['ops']:>5} {r['layers']:>6} {r['layers_per_op']:>9.2f} {BEFORE[name]:>6.1f} "
               f"{old if old is None else round(old, 2)!s:>6} {r['dims']:>5} {r['variables']:>9} {r['copies']:>6} "
