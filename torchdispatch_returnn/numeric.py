@@ -21,10 +21,13 @@ def as_real_pairs(a: np.ndarray) -> np.ndarray:
 def rel_diff(diff: np.ndarray, expected: np.ndarray) -> float:
     """max ``diff / |expected|`` over the entries where ``expected`` is not 0 (0.0 if there are none;
     an entry where torch is 0 shows in the abs diff only)."""
-    nonzero = expected != 0
+    mag = np.abs(expected)
+    nonzero = mag != 0
     if not nonzero.any():
         return 0.0
-    return float((diff[nonzero] / np.abs(expected[nonzero])).max())
+    if nonzero.all():  # (no copies of the selected entries)
+        return float((diff / mag).max())
+    return float((diff[nonzero] / mag[nonzero]).max())
 
 
 #: entries compared at a time (the float64 copies of a block stay small for large activations)
@@ -57,6 +60,11 @@ def differences(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None = Non
         return float(diff.max()), rel_diff(diff, e), 0.0, ""
     e, g = want.astype(np.float64), np.asarray(got).astype(np.float64)
     fin = np.isfinite(e)
+    if fin.all():  # the usual case: no NaN/inf in torch's value, no copies of the finite entries
+        if not np.isfinite(g).all():
+            return float("inf"), float("inf"), 0.0, "NaN/inf at other places than torch's"
+        diff = np.abs(g - e)
+        return float(diff.max()), rel_diff(diff, e), float(np.abs(e).max()), ""
     if not np.array_equal(np.isfinite(g), fin) or not np.array_equal(e[~fin], g[~fin], equal_nan=True):
         return float("inf"), float("inf"), 0.0, "NaN/inf at other places than torch's"
     if not fin.any():
