@@ -218,6 +218,21 @@ def test_padded_self_check_skips_models_that_depend_on_the_padding():
     assert padded.ok is None and "depend on the padding" in padded.detail
 
 
+def test_padded_self_check_skips_models_that_mix_the_batch():
+    """torch's own outputs on a batch are not each sequence's (a mean over the batch axis): the padded check,
+    which compares with torch on each sequence alone, says it is skipped and why (after the network differed)."""
+
+    class BatchCentered(nn.Module):
+        def forward(self, x):
+            return x - x.mean(0, keepdim=True)
+
+    with returnn_capture(dynamic_shapes=({1: "time"},)) as net:
+        BatchCentered()(torch.randn(3, 8, 4))
+    assert net.parity.ok and net.parity.self_checks[0].ok is True  # (another length: full sequences)
+    padded = net.parity.self_checks[-1]
+    assert padded.ok is None and "op over the batch axis" in padded.detail, padded
+
+
 def test_self_check_passes_and_is_reported():
     with returnn_capture(dynamic_shapes=({1: "time"}, None), lengths={"lengths": "time"},
                          self_check={"time": [5]}) as net:

@@ -120,7 +120,7 @@ def self_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, feed
             _, values = replay(module, tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in xs), kwargs,
                                inputs.call_site, feeds, fed)
         except Exception as e:  # torch itself refuses this length: try the next one
-            out.append(SelfCheck(f"sizes {new}", None, detail=f"skipped: torch fails ({type(e).__name__}: {e})"))
+            out.append(_torch_fails(f"sizes {new}", e))
             continue
         if len(fed) < len(feeds):
             out.append(SelfCheck(f"sizes {new}", None, detail=f"skipped: torch ran {len(fed)} of the {len(feeds)} "
@@ -205,20 +205,11 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
     axes = [_batch_axis_of(r) for r in outputs]
     if any(a is None for a in axes):
         return [SelfCheck(what, None, detail="skipped: an output has no batch axis")]
-    full = PaddedBatch(inputs, dims, args, positions, padded=False)
     try:
         runs = [flat_tensors(replay(module, tuple(batch.call(b, [])[0]), kwargs, values=False)[0])
                 for b in range(batch.n)]
-        alone = [flat_tensors(replay(module, tuple(full.call(b, [])[0]), kwargs, values=False)[0])
-                 for b in range(batch.n)]
     except Exception as e:  # torch refuses a batch of one, or these lengths
-        return [SelfCheck(what, None, detail=f"skipped: torch fails ({type(e).__name__}: {e})")]
-    whole = flat_tensors(replay(module, tuple(full.call(None, [])[0]), kwargs, values=False)[0])
-    for b in range(batch.n):  # each sequence alone gives its row of the whole batch: no op mixes the batch
-        for t, a, ax in zip(whole, alone[b], axes):
-            if not close(to_numpy(t.narrow(ax, b, 1)), to_numpy(a), atol, rtol):
-                return [SelfCheck(what, None, detail="skipped: torch's outputs on a batch are not each sequence's "
-                                  "own (an op over the batch axis)")]
+        return [_torch_fails(what, e)]
     seq_lens = {n: np.asarray(v) for n, v in batch.lens.items()
                 if not any(kind != "input" and key == n for kind, key in inputs.forward_args)}
     feed = feeder.feed(batch.forward_args(), seq_lens=seq_lens)
@@ -227,6 +218,19 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
                 if not close(_row(np.asarray(v), ax, b, t.shape), to_numpy(t), atol, rtol)), None)
     if bad is None:
         return [SelfCheck(what, True, compared=len(outputs) * batch.n)]
+    # a sequence differs: is torch itself per sequence here (no op over the batch, nothing from the padding)?
+    full = PaddedBatch(inputs, dims, args, positions, padded=False)
+    try:
+        alone = [flat_tensors(replay(module, tuple(full.call(b, [])[0]), kwargs, values=False)[0])
+                 for b in range(batch.n)]
+    except Exception as e:
+        return [_torch_fails(what, e)]
+    whole = flat_tensors(replay(module, tuple(full.call(None, [])[0]), kwargs, values=False)[0])
+    for b in range(batch.n):  # each sequence alone gives its row of the whole batch: no op mixes the batch
+        for t, a, ax in zip(whole, alone[b], axes):
+            if not close(to_numpy(t.narrow(ax, b, 1)), to_numpy(a), atol, rtol):
+                return [SelfCheck(what, None, detail="skipped: torch's outputs on a batch are not each sequence's "
+                                  "own (an op over the batch axis)")]
     zeros = PaddedBatch(inputs, dims, args, positions, padded=True, fill=0.0)
     own = flat_tensors(replay(module, tuple(zeros.call(None, [])[0]), kwargs, values=False)[0])
     if any(not close(_row(to_numpy(t), ax, b, a.shape), to_numpy(a), atol, rtol)
@@ -235,6 +239,10 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
                           "(they differ from torch on each sequence alone)")]
     values = replay(module, tuple(batch.call(bad, [])[0]), kwargs, inputs.call_site)[1]  # every op's, this time
     return [_first_padded_diff(what, records, values, bad, fetch, session, feed, atol, rtol)]
+
+
+def _torch_fails(what: str, e: Exception) -> SelfCheck:
+    return SelfCheck(what, None, detail=f"skipped: torch fails ({type(e).__name__}: {e})")
 
 
 def _first_padded_diff(what: str, records: list, values: dict, b: int, fetch: Fetcher, session: Any, feed: dict,
