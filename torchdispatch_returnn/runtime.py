@@ -203,15 +203,16 @@ class ReusedRuns:
         if not isinstance(fetches, list) or not feed_dict:
             return self.session.run(fetches, feed_dict=feed_dict)
         keys, ids = frozenset(feed_dict), [id(t) for t in fetches]
-        plan, todo = [], set(ids)
+        want = set(ids)
+        plan, todo = [], set(want)
         for k, lst, members in self._lists:
             if k == keys and todo & members:
                 plan.append(lst)
                 todo -= members
         if todo or not plan:
-            self._lists.append((keys, list(fetches), set(ids)))
+            self._lists.append((keys, list(fetches), want))
             return self.session.run(fetches, feed_dict=feed_dict)
-        got, want = {}, set(ids)
+        got = {}
         try:
             for lst in plan:
                 got.update((id(t), v) for t, v in zip(lst, self.session.run(lst, feed_dict=feed_dict)) if id(t) in want)
