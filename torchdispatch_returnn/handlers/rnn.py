@@ -1,8 +1,8 @@
 """Recurrent layers.
 
 ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` are leaf modules. Each layer and direction is one ``eval``
-layer running ``tf.scan`` with torch's own cell equations, the input projection of all frames one
-matmul before the loop. (TF's fused ``BlockLSTM`` does its matmuls with Eigen; with TF's default
+layer running a ``tf.while_loop`` with torch's own cell equations, the input projection of all frames
+one matmul before the loop. (TF's fused ``BlockLSTM`` does its matmuls with Eigen; with TF's default
 oneDNN matmul the scan is about twice as fast on CPU, and a GRU has no fused TF op with torch's
 reset-gate placement.) The weights stay variables in torch layout (no transform); nothing needs
 compiling, and gradients reach every weight. The backward direction
@@ -71,29 +71,38 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
 
 
 def _scan(kind, act, names, p, h0, c0) -> str:
-    """``tf.scan`` over time with torch's own cell equations; the input projection (with both
-    biases, except GRU's ``b_hh``, which the reset gate scales) is one matmul before the loop. The
-    recurrent weights are transposed once before the loop (a matmul with ``transpose_b`` in each step
+    """A ``tf.while_loop`` over time with torch's own cell equations; the input projection (with both
+    biases, except GRU's ``b_hh``, which the reset gate scales) is one matmul before the loop. Each step
+    reads its frame by slicing (no scatter of all frames into a ``TensorArray``, as ``tf.scan`` does), keeps
+    LSTM's ``h`` and ``c`` as two loop variables (no concat and slices) and writes them to ``TensorArray``s.
+    The recurrent weights are transposed once before the loop (a matmul with ``transpose_b`` in each step
     makes oneDNN reorder the weight every step: a fifth of a bidirectional LSTM layer's time)."""
     biases = [names[k] for k in (("b_ih",) if kind == "GRU" else ("b_ih", "b_hh")) if k in names]
     xp = " + ".join([f"tf.tensordot(x, {names['w_ih']}, [[2], [1]])"] + biases)
     hp = "tf.matmul(h, w_hh_t)"
     if kind == "RNN":
-        loop = f"tf.scan(lambda h, xt: tf.nn.{act}(xt + {hp}), {xp}, initializer={h0})"
+        step = f"tf.nn.{act}(xp[t] + {hp})"
     elif kind == "GRU":
         hp_b = f"{hp} + {names['b_hh']}" if "b_hh" in names else hp
-        loop = (f"tf.scan(lambda h, xt: (lambda xr, xz, xn, hr, hz, hn: (lambda r, z: (1.0 - z) * "
-                f"tf.tanh(xn + r * hn) + z * h)(tf.sigmoid(xr + hr), tf.sigmoid(xz + hz)))"
-                f"(*tf.split(xt, 3, -1), *tf.split({hp_b}, 3, -1)), {xp}, initializer={h0})")
+        step = (f"(lambda xr, xz, xn, hr, hz, hn: (lambda r, z: (1.0 - z) * tf.tanh(xn + r * hn) + z * h)"
+                f"(tf.sigmoid(xr + hr), tf.sigmoid(xz + hz)))(*tf.split(xp[t], 3, -1), *tf.split({hp_b}, 3, -1))")
     else:
         out = "tf.sigmoid(o) * tf.tanh(c2)"
         if "w_hr" in names:
             out = f"tf.matmul({out}, w_hr_t)"
-        step = (f"lambda s, xt: (lambda h, c: (lambda i, f, g, o: (lambda c2: tf.concat([{out}, c2], -1))"
-                f"(tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)))(*tf.split(xt + {hp}, 4, -1)))"
-                f"(s[..., :{p}], s[..., {p}:])")
-        loop = f"tf.scan({step}, {xp}, initializer=tf.concat([{h0}, {c0}], -1))"
-    hoisted = {k + "_t": f"tf.transpose({names[k]})" for k in ("w_hh", "w_hr") if k in names}
+        step = (f"(lambda i, f, g, o: (lambda c2: ({out}, c2))(tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)))"
+                f"(*tf.split(xp[t] + {hp}, 4, -1))")
+    ta = "tf.TensorArray(xp.dtype, n)"
+    if kind == "LSTM":
+        body = f"lambda t, h, c, ah, ac: (lambda h2, c2: (t + 1, h2, c2, ah.write(t, h2), ac.write(t, c2)))(*{step})"
+        loop = f"tf.while_loop(lambda t, *_: t < n, {body}, (0, {h0}, {c0}, {ta}, {ta}))"
+        result = "tf.concat([r[3].stack(), r[4].stack()], -1)"
+    else:
+        body = f"lambda t, h, ah: (lambda h2: (t + 1, h2, ah.write(t, h2)))({step})"
+        loop = f"tf.while_loop(lambda t, *_: t < n, {body}, (0, {h0}, {ta}))"
+        result = "r[2].stack()"
+    loop = f"(lambda n: (lambda r: {result})({loop}))(tf.shape(xp)[0])"
+    hoisted = {"xp": xp, **{k + "_t": f"tf.transpose({names[k]})" for k in ("w_hh", "w_hr") if k in names}}
     return f"(lambda {', '.join(hoisted)}: {loop})({', '.join(hoisted.values())})"
 
 
