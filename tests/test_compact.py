@@ -293,13 +293,18 @@ def test_blocks_share_dims_and_the_config_has_no_unread_layers():
     model = nn.Sequential(ConvModule(), ConvModule(), ConvModule()).eval()
     net = assert_converts(model, torch.randn(2, 9, 8), dynamic_shapes=DYN, grads=True)
     # time, its key twin, the model dim, the in-projection (3 * 8) and its parts (3, heads, head size),
-    # the heads merged, the pointwise conv's 16, the depthwise conv's output: the same for all 3 blocks
-    assert len(net.dims.declarations()) <= 10, net.dims.declarations()
+    # the heads merged, the pointwise conv's 16: the same for all 3 blocks
+    assert len(net.dims.declarations()) <= 9, net.dims.declarations()
     # the roles of MultiheadAttention's dims, without the block index (all 3 blocks use them)
     assert {"time", "data_feature", "att.in_proj", "att.qkv", "att.heads", "att.head_dim", "att.time_kv",
             "att.embed"} <= _dim_names(net), _dim_names(net)
     dw = [d for n, d in net.net_dict.items() if d["class"] == "conv" and d.get("groups", 1) > 1]
     assert len(dw) == 3 and len({id(d["out_dim"]) for d in dw}) == 1
+    # the depthwise conv maps the model dim onto itself (no dim of its own), as a person would write it
+    assert all(d["out_dim"] is d["in_dim"] for d in dw)
+    # GLU over the conv's channels (its only static axis, RETURNN's feature axis) is RETURNN's gating layer
+    gates = [d for d in net.net_dict.values() if d["class"] == "gating"]
+    assert len(gates) == 3 and all(d["activation"] == "identity" for d in gates)
     merges = [d for d in net.net_dict.values() if d["class"] == "merge_dims"]
     assert len(merges) == 3 and len({id(d["out_dim"]) for d in merges}) == 1
     # the averaged attention weights stay in the live network, not in the written config

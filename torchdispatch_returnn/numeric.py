@@ -18,16 +18,17 @@ def as_real_pairs(a: np.ndarray) -> np.ndarray:
     return np.stack([a.real, a.imag if np.iscomplexobj(a) else np.zeros_like(a)], -1).astype(np.float64)
 
 
-def rel_diff(diff: np.ndarray, expected: np.ndarray) -> float:
+def rel_diff(diff: np.ndarray, expected: np.ndarray, mag: np.ndarray | None = None) -> float:
     """max ``diff / |expected|`` over the entries where ``expected`` is not 0 (0.0 if there are none;
-    an entry where torch is 0 shows in the abs diff only)."""
-    mag = np.abs(expected)
+    an entry where torch is 0 shows in the abs diff only). ``mag``: ``|expected|``, if already made."""
+    mag = np.abs(expected) if mag is None else mag
     nonzero = mag != 0
     if not nonzero.any():
         return 0.0
-    if nonzero.all():  # (no copies of the selected entries)
-        return float((diff / mag).max())
-    return float((diff[nonzero] / mag[nonzero]).max())
+    with np.errstate(over="ignore"):  # (float32: a tiny |expected| makes it inf)
+        if nonzero.all():  # (no copies of the selected entries)
+            return float((diff / mag).max())
+        return float((diff[nonzero] / mag[nonzero]).max())
 
 
 #: entries compared at a time (the float64 copies of a block stay small for large activations)
@@ -58,7 +59,15 @@ def differences(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None = Non
         e, g = want.astype(np.int64), np.asarray(got).astype(np.int64)
         diff = np.abs(g - e)
         return float(diff.max()), rel_diff(diff, e), 0.0, ""
-    e, g = want.astype(np.float64), np.asarray(got).astype(np.float64)
+    got = np.asarray(got)
+    if want.dtype == got.dtype == np.float32:  # the usual case: no float64 copies
+        with np.errstate(over="ignore", invalid="ignore"):
+            diff = np.abs(got - want)
+            top = diff.max()
+        if np.isfinite(top):  # (a NaN or inf entry of either makes the max NaN or inf; so does an overflow)
+            mag = np.abs(want)
+            return float(top), rel_diff(diff, want, mag), float(mag.max()), ""
+    e, g = want.astype(np.float64), got.astype(np.float64)
     fin = np.isfinite(e)
     all_finite = bool(fin.all())  # (the usual case: compared without copies of the finite entries)
     if not np.array_equal(np.isfinite(g), fin) or \

@@ -90,13 +90,17 @@ def softsign(ctx, x):
 
 @handles(F.glu)
 def glu(ctx, x, dim=-1):
-    """First half * sigmoid(second half) along ``dim``."""
+    """First half * sigmoid(second half) along ``dim`` (RETURNN's ``gating`` layer where ``dim`` is the only
+    static axis, RETURNN's feature axis)."""
     r = ctx.ref(x)
     ax = dim % r.ndim
     half = r.shape[ax] // 2
     if not r.dims[ax].is_dynamic():  # one layer: TF splits the axis (the half takes the model's dim of that size)
         out = ctx.dims.shared.feature(half, f"{ctx.op_name}_half", avoid=[d for i, d in enumerate(r.dims) if i != ax])
         dims = [out if i == ax else d for i, d in enumerate(r.dims)]
+        if all(d.is_batch_dim() or d.is_dynamic() for i, d in enumerate(r.dims) if i != ax):
+            # the only static axis, RETURNN's feature axis: its ``gating`` layer
+            return ctx.layer({"class": "gating", "from": r, "activation": "identity", "out_dim": out}, dims)
         return ctx.tf_op(f"(lambda a, b: a * tf.sigmoid(b))(*tf.split(x0, 2, axis={ax}))", [r], dims, dtype=r.dtype)
     a = slice_ref(ctx, r, ax, 0, half)
     b = slice_ref(ctx, r, ax, half, 2 * half)

@@ -83,7 +83,7 @@ def _conv_layer(ctx, r, weight, bias, out_spatial, ks, stride, pads, dilation, g
     owner = ctx.param_owner({"W": weight, "bias": bias})
     if owner is None or r.dtype != torch.float32:
         return None
-    out_dim = held_out_dim(ctx, owner, int(weight.shape[0]), r.dims)
+    out_dim = held_out_dim(ctx, owner, int(weight.shape[0]), [r.dims[0], *r.dims[2:]])
     d = {"class": "conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": list(r.dims[2:]), "out_dim": out_dim,
          "out_spatial_dims": out_spatial, "filter_size": list(ks), "padding": pads if any(pads) else "valid",
          "strides": list(stride), "dilation_rate": list(dilation), "groups": groups, "with_bias": bias is not None,
