@@ -52,10 +52,15 @@ def measure(name: str, model: torch.nn.Module, args: tuple, dyn: tuple, lengths:
     with torch.no_grad(), returnn_capture(dynamic_shapes=dyn, lengths=lengths, self_check=False, progress=False) as net:
         model(*args)
     classes = collections.Counter(d["class"] for d in net.net_dict.values())
-    row = {"ops": len(net.parity), "layers": len(net.net_dict), "dims": len(net.dims.declarations()),
+    # ops: each tensor result the parity check compares, and each op that computed one of them again (the layer
+    # of the first is reused: a mask each block makes anew)
+    reused = sum(net.builder.shared.values())
+    declared = net.dims.declarations(net.net_dict, net.extern_data)  # (the dims of the written config)
+    row = {"ops": len(net.parity) + reused, "reused": reused, "layers": len(net.net_dict),
+           "dims": len(declared),
            "variables": classes.get("variable", 0), "copies": classes.get("copy", 0), "parity_ok": net.parity.ok,
            "classes": dict(classes.most_common()),
-           "dim_names": [line.split("name=")[1].split("'")[1] for line in net.dims.declarations()]}
+           "dim_names": [line.split("name=")[1].split("'")[1] for line in declared]}
     row["layers_per_op"] = row["layers"] / max(row["ops"], 1)
     net.session.close()
     return row
@@ -83,6 +88,7 @@ def main() -> None:
         print(f"{name:<12} {r['ops']:>5} {r['layers']:>6} {r['layers_per_op']:>9.2f} {BEFORE[name]:>6.1f} "
               f"{old if old is None else round(old, 2)!s:>6} {r['dims']:>5} {r['variables']:>9} {r['copies']:>6} "
               f"{'ok' if r['parity_ok'] else 'FAILED'}")
+        print(f"{'':<12} ops whose layer is an earlier op's (the same computation again): {r['reused']}")
         print(f"{'':<12} layer classes: {', '.join(f'{k} {v}' for k, v in r['classes'].items())}")
         print(f"{'':<12} dims: {', '.join(r['dim_names'])}")
     write(args.out, {"rows": rows, "torch": torch.__version__})

@@ -21,9 +21,14 @@ def _classes(net) -> dict:
     return {name: d["class"] for name, d in net.net_dict.items()}
 
 
+def _declared(net) -> list:
+    """The dim declarations of the written config."""
+    return net.dims.declarations(net.net_dict, net.extern_data)
+
+
 def _dim_names(net) -> set:
     """The names of the dims the written config declares."""
-    return {line.split("name=")[1].split("'")[1] for line in net.dims.declarations()}
+    return {line.split("name=")[1].split("'")[1] for line in _declared(net)}
 
 
 class TiedLM(nn.Module):
@@ -294,7 +299,7 @@ def test_blocks_share_dims_and_the_config_has_no_unread_layers():
     net = assert_converts(model, torch.randn(2, 9, 8), dynamic_shapes=DYN, grads=True)
     # time, its key twin, the model dim, the in-projection (3 * 8) and its parts (3, heads, head size),
     # the heads merged, the pointwise conv's 16: the same for all 3 blocks
-    assert len(net.dims.declarations()) <= 9, net.dims.declarations()
+    assert len(_declared(net)) <= 9, _declared(net)
     # the roles of MultiheadAttention's dims, without the block index (all 3 blocks use them)
     assert {"time", "data_feature", "att.in_proj", "att.qkv", "att.heads", "att.head_dim", "att.time_kv",
             "att.embed"} <= _dim_names(net), _dim_names(net)
@@ -328,3 +333,79 @@ def test_lstm_final_states_nobody_reads_are_not_written():
     assert len(net.net_dict) < len(net.builder.network.layers_desc)
     assert not [n for n, d in net.net_dict.items() if d["class"] == "gather"]  # (the last frames)
     assert {k for k in net.param_map} == {k for k, _ in lstm.named_parameters(prefix="lstm")}
+
+
+class MaskedBlock(nn.Module):
+    """Makes the key-padding mask from ``lengths`` anew each call, as torchaudio's Conformer layers do."""
+
+    def __init__(self, d=8):
+        super().__init__()
+        self.att = nn.MultiheadAttention(d, 2, batch_first=True)
+
+    def forward(self, x, lengths):
+        pad = torch.arange(x.shape[1])[None, :] >= lengths[:, None]
+        bias = torch.zeros(pad.shape).masked_fill(pad, float("-inf"))
+        return x + self.att(x, x, x, key_padding_mask=bias, need_weights=False)[0]
+
+
+class MaskedStack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([MaskedBlock() for _ in range(3)])
+
+    def forward(self, x, lengths):
+        for blk in self.blocks:
+            x = blk(x, lengths)
+        return x
+
+
+def test_a_computation_made_again_is_one_layer():
+    """Each block's mask is the same computation of the same inputs: one set of layers, which the later blocks
+    read (flat and nested); parameter layers are never merged (the blocks' attentions stay their own)."""
+    for nested in (False, True):
+        torch.manual_seed(0)
+        model = MaskedStack().eval()
+        x, lengths = torch.randn(3, 9, 8), torch.tensor([9, 7, 5])
+        net = assert_converts(model, x, lengths, dynamic_shapes=(DYN[0], {}), lengths={"lengths": "time"},
+                              grads=True, nested=nested)
+        flat = net.builder.network.layers_desc  # (the live network: flat in both cases)
+        masks = [n for n, d in flat.items() if d["class"] == "constant" and d.get("value") == 0.0]
+        assert len(masks) == 1, masks  # (torch.zeros: made by block 0, read by blocks 1 and 2)
+        assert sum(net.builder.shared.values()) >= 2 * 3 - 2  # (blocks 1, 2: the zeros and the masked_fill)
+        linears = [n for n, d in flat.items() if d["class"] == "linear"]
+        assert len(linears) == 3 * 2, linears  # (each block's in-projection and out-projection)
+        if not nested:
+            assert [d["class"] for d in net.net_dict.values()].count("constant") == 1
+
+
+def test_a_recurrent_module_declares_one_set_of_dims():
+    """All layers and directions of an LSTM share the gates dim (weights and biases), the hidden dim (the model's
+    dim of that size) and the two directions' dim; the final states nobody reads declare nothing."""
+    torch.manual_seed(0)
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(4, 6)
+            self.lstm = nn.LSTM(6, 6, num_layers=2, bidirectional=True, batch_first=True)
+
+        def forward(self, x):
+            return self.lstm(self.proj(x))[0]
+
+    net = assert_converts(M().eval(), torch.randn(3, 7, 4), dynamic_shapes=DYN, grads=True)
+    assert _dim_names(net) == {"time", "data_feature", "proj.linear_out", "lstm.gates", "lstm.hc",
+                               "lstm.bidirectional"}, _declared(net)
+    shapes = {n: d["shape"] for n, d in net.net_dict.items() if d["class"] == "variable"}
+    assert len(shapes) == 16 and len({id(s[0]) for s in shapes.values()}) == 1  # (the gates)
+    hidden = net.net_dict["proj"]["out_dim"]  # (6: the model's dim of that size)
+    assert all(s[1] is hidden for n, s in shapes.items() if "weight_hh" in n or n.endswith("weight_ih_l0"))
+    assert all(s[1] is shapes["lstm.weight_ih_l1"][1] for n, s in shapes.items() if "weight_ih_l1" in n)
+
+
+def test_gru_and_projected_lstm_weights_take_the_module_dims():
+    torch.manual_seed(0)
+    for rnn in (nn.GRU(4, 5, batch_first=True), nn.RNN(4, 5, batch_first=True), nn.LSTM(4, 5, proj_size=3,
+                                                                                          batch_first=True)):
+        net = assert_converts(rnn.eval(), torch.randn(2, 6, 4), dynamic_shapes=DYN, grads=True)
+        names = _dim_names(net)
+        assert not [n for n in names if ":" in n], names  # (no dim of a single weight, "weight_ih_l0:0")

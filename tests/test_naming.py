@@ -81,7 +81,7 @@ def test_repeated_call_names_and_root_ops():
 
 
 def _dim_names(net) -> list:
-    return [line.split("name=")[1].split("'")[1] for line in net.dims.declarations()]
+    return [line.split("name=")[1].split("'")[1] for line in net.dims.declarations(net.net_dict, net.extern_data)]
 
 
 def test_dim_names_are_module_path_and_role():

@@ -141,7 +141,7 @@ def test_str_is_short_and_table_is_full(good_net):
 def test_str_lists_failing_and_unchecked_ops(failing_sinc):
     class Drop(nn.Module):
         def forward(self, x):
-            return torch.sinc(x), torch.empty_like(x * 3), torch.nn.functional.dropout(x * 3, 0.5, training=True)
+            return torch.sinc(x), torch.empty_like(x * 3), torch.nn.functional.dropout(x * 2, 0.5, training=True)
 
     with returnn_capture(dynamic_shapes=({1: "time"},), check=False, train=True, progress=False) as net:
         Drop()(torch.randn(2, 5, 3))

@@ -21,7 +21,7 @@ from ._backend import Config, Dim, Tensor, TFNetwork, batch_dim, building, quiet
 from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
 from .naming import ModuleScopes, Namer, role_of
-from .naming.refs import has_merged, needed, to_names
+from .naming.refs import has_merged, needed, pure_key, to_names
 from .params import HeldParams, live_desc, scope_of
 from .progress import Progress
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
@@ -56,6 +56,8 @@ class Builder:
         self._op_base = "op"
         self._tensor_refs: dict[int, tuple[torch.Tensor, Ref]] = {}
         self.input_layers: list[Layer] = []  # extern data layers, in order
+        self.same: dict[tuple, Layer] = {}  # refs.pure_key -> the layer computing it
+        self.shared: dict[int, int] = {}  # id(layer) -> how many later ops reused it (see ``same``)
         self.output_layers: list[Layer] = []  # the ``output``, ``output_1``, ... layers
         self.descs: dict[str, dict] = {}  # name -> the layer dict as written (the live network's may differ: live_desc)
         self.written: set[int] | None = None  # ids of the layers the written config has (see :meth:`keep_needed`)
@@ -93,8 +95,14 @@ class Builder:
         if self.network is None:
             raise CaptureError("no network input yet: call a module with its input tensors, or net.input()")
         dims = tuple(dims)
+        key = pure_key(desc, dims, dtype) if name is None and not any(x is NEW_BATCH for x in dims) else None
+        if key in self.same:  # the same computation again (a mask each block makes anew): that layer
+            self.shared[id(self.same[key])] = self.shared.get(id(self.same[key]), 0) + 1
+            return Ref(self.same[key], dims, tuple(self.dims.size(x) for x in dims), dtype)
         layer = Layer(desc, tuple(expand_dims(dims)), dtype, site=site, role=role or role_of(desc), scope=scope,
                       shape=shape)
+        if key is not None:
+            self.same[key] = layer
         layer.call = self.scopes.call
         if name is not None:
             layer.name = self.namer.claim(name)

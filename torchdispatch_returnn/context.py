@@ -74,16 +74,17 @@ class OpContext:
 
     # -- layers ---------------------------------------------------------------------------------
     def layer(self, d: dict, dims: Sequence[Any], *, dtype: torch.dtype | None = None,
-              shape: tuple | None = None) -> Ref:
+              shape: tuple | None = None, role: str | None = None) -> Ref:
         """A new layer ``d`` (a RETURNN layer dict whose ``from`` and other layer options may hold
         Refs) with ``dims`` in torch order. ``dtype``: the torch dtype it must have (default: the
-        op result's); a RETURNN layer of another dtype gets a cast."""
+        op result's); a RETURNN layer of another dtype gets a cast. ``role``: its name suffix if it is
+        not the op's result (default: from its class, ``eval``, ``split``)."""
         if dtype is None:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else torch.float32
-        return self._builder.add(d, dims, dtype, site=self._site, scope=self._scope, shape=shape)
+        return self._builder.add(d, dims, dtype, site=self._site, scope=self._scope, shape=shape, role=role)
 
     def eval(self, expr: str, inputs: Sequence[Ref], dims: Sequence[Dim], *, dtype: torch.dtype | None = None,
-             axis: Dim | None = None, dims_locals: dict | None = None) -> Ref:
+             axis: Dim | None = None, dims_locals: dict | None = None, role: str | None = None) -> Ref:
         """An ``eval`` layer: ``expr`` in ``source(i)`` over ``inputs`` (broadcast by dims).
         ``{axis}`` in ``expr`` stands for the RETURNN axis index of the dim ``axis`` (likewise
         ``{key}`` for each entry of ``dims_locals``)."""
@@ -96,15 +97,16 @@ class OpContext:
         for key, dim in (dims_locals or {}).items():  # "{key}" -> RETURNN axis index of that dim
             d["eval"] = d["eval"].replace("{%s}" % key, f"self.output.get_axis_from_description({key})")
             d.setdefault("eval_locals", {})[key] = dim
-        return self.layer(d, dims, dtype=dtype)
+        return self.layer(d, dims, dtype=dtype, role=role)
 
-    def tf_op(self, expr: str, inputs: Sequence[Ref], dims: Sequence[Dim], *, dtype: torch.dtype | None = None) -> Ref:
+    def tf_op(self, expr: str, inputs: Sequence[Ref], dims: Sequence[Dim], *, dtype: torch.dtype | None = None,
+              role: str | None = None) -> Ref:
         """An ``eval`` layer running TF code in torch's axis order: in ``expr``, ``x0``, ``x1``, ...
         are the inputs' values as ``tf.Tensor``s with axes in each Ref's torch order (``x0.shape``
         as in torch), and the result has the dims ``dims`` in torch order (any shape change is fine)."""
         if dtype is None:
             dtype = self.out.dtype if isinstance(self.out, torch.Tensor) else inputs[0].dtype
-        return self.layer(tf_op_desc(expr, inputs, dims, dtype), dims, dtype=dtype)
+        return self.layer(tf_op_desc(expr, inputs, dims, dtype), dims, dtype=dtype, role=role)
 
     def param_owner(self, params: dict, buffers: bool = False) -> Any:
         """Whether a layer may hold ``params`` ({RETURNN param name: torch parameter or None}) as its own

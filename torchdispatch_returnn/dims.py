@@ -24,7 +24,7 @@ import numpy as np
 
 from ._backend import Dim, batch_dim
 from .guards import SizeGuards
-from .naming.dimnames import DimNames, var_name
+from .naming.dimnames import DimNames, var_name, written
 from .shared_dims import SharedDims
 from .sizes import DimInt, Lin
 from .tensor import Layer, MergedDim, expand_dims
@@ -350,9 +350,11 @@ class DimRegistry:
         self._entries = self.names.renamed(self._entries, self._order, net_dict, kinds)
         self._var_names = {e[1] for e in self._entries.values()}
 
-    def declarations(self) -> list[str]:
-        """``var = code`` lines for the dims, in creation order (dependencies first)."""
-        return [f"{self._entries[i][1]} = {self._entries[i][2]}" for i in self._order]
+    def declarations(self, *written_in: dict) -> list[str]:
+        """``var = code`` lines for the dims, in creation order (dependencies first); with ``written_in`` (a net
+        dict, extern data): only the dims these hold and those they are made of."""
+        order = written(self._entries, self._order, *written_in) if written_in else self._order
+        return [f"{self._entries[i][1]} = {self._entries[i][2]}" for i in order]
 
 
 def _key(lin: Lin) -> tuple:

@@ -53,10 +53,11 @@ class Dispatcher:
     def module_result(self, ref: Ref, path: str) -> Ref:
         """A module's result named by its path: its last op's layer renamed where that layer was made
         in this module call (a layer holding parameters too: their TF names follow it); else (an identity
-        module such as Dropout in eval mode, or a layer named already) the ref as it is: no ``copy`` layer."""
+        module such as Dropout in eval mode, a layer named already, or one that other ops compute again, see
+        ``Builder.same``) the ref as it is: no ``copy`` layer."""
         layer = ref.layer
         if (layer.name is not None and not layer.built and layer.parent is None and layer.alias is None
-                and not layer.unsupported and layer.desc is not None
+                and not layer.unsupported and layer.desc is not None and id(layer) not in self.builder.shared
                 and layer.desc.get("class") not in _OWN_NAMES and (layer.scope + ".").startswith(path + ".")):
             layer.name = self.builder.namer.claim(path)
             self.recorder.renamed(layer)

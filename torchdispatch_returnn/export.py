@@ -118,7 +118,7 @@ def config_code(dims: DimRegistry, extern_data: dict, input_order: Sequence[str]
     if n_layers > DEEP_NET:  # RETURNN builds layers recursively from the outputs back (through subnetworks too)
         lines.insert(4, "import sys")
         lines[-1:-1] = [f"sys.setrecursionlimit(max(sys.getrecursionlimit(), {20 * n_layers + 1000}))"]
-    lines += dims.declarations()
+    lines += dims.declarations(net_dict, {key: extern_data[key] for key in input_order})
     lines.append("")
     lines.append("extern_data = {")
     for key in input_order:

@@ -210,13 +210,14 @@ def _ragged_pair(ctx, a: Ref, b: Ref, ax: int) -> Ref:
     return ctx.layer({"class": "gather", "from": naive, "axis": tt, "position": idx}, dims, dtype=a.dtype)
 
 
-def reverse_sequences(ctx, r: Ref, t_dim: Dim, b_dim: Dim) -> Ref:
-    """Each sequence of ``r`` reversed along ``t_dim`` within its own length (padding stays at the end)."""
+def reverse_sequences(ctx, r: Ref, t_dim: Dim, b_dim: Dim, role: str | None = None) -> Ref:
+    """Each sequence of ``r`` reversed along ``t_dim`` within its own length (padding stays at the end);
+    ``role``: the layer's name suffix (see ``ctx.layer``)."""
     if not t_dim.is_dynamic():
-        return ctx.eval("tf.reverse(source(0), axis=[{axis}])", [r], r.dims, axis=t_dim, dtype=r.dtype)
+        return ctx.eval("tf.reverse(source(0), axis=[{axis}])", [r], r.dims, axis=t_dim, dtype=r.dtype, role=role)
     length = ctx.size_ref(t_dim, [b_dim])
     return ctx.eval("tf.reverse_sequence(source(0), tf.cast(source(1, auto_convert=False), tf.int64), "
                     "seq_axis={axis}, batch_axis={batch})", [r, length], r.dims, dtype=r.dtype,
-                    dims_locals={"axis": t_dim, "batch": b_dim})
+                    dims_locals={"axis": t_dim, "batch": b_dim}, role=role)
 
 

@@ -21,20 +21,42 @@ import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..tensor import MergedDim, PackedRef, Ref, ReturnnTensor, UnsortedRef
-from .common import cat_refs, dot, reverse_sequences, stack_refs
+from .common import dot, reverse_sequences, stack_refs
 from .registry import handles, handles_module
 
 logger = logging.getLogger(__name__)
 
-def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c, tag):
+def _module_dims(ctx, kind, m) -> dict:
+    """The dims of a recurrent module, one set for all its layers and directions: ``gates`` (the weights' and
+    biases' first axis), ``out`` (each direction's output: the model's dim of that size), LSTM's ``cell`` (``out``
+    without projection) and ``hc`` (h and c side by side), and ``both`` (the two directions' outputs)."""
+    h, p = m.hidden_size, getattr(m, "proj_size", 0) or m.hidden_size
+    out = ctx.dims.shared.feature(p, f"{ctx.op_name}_hidden")
+    md = {"out": out, "gates": ctx.dims.static({"LSTM": 4, "GRU": 3}.get(kind, 1) * h, f"{ctx.op_name}_gates"),
+          "cell": out if p == h else ctx.dims.static(h, f"{ctx.op_name}_cell")}
+    if kind == "LSTM":
+        md["hc"] = ctx.dims.static(p + h, f"{ctx.op_name}_hc")
+    if m.bidirectional:
+        md["both"] = ctx.dims.static(2 * p, f"{ctx.op_name}_bidirectional")
+    ctx.dims.mark_plain(*md.values())  # (parameters may take them as their shape)
+    return md
+
+
+def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init_h, init_c, md):
     """One layer and direction as one ``eval`` layer: (T, B, P) outputs, and for LSTM also the
-    (T, B, H) cell states, concatenated along the last axis."""
+    (T, B, H) cell states, concatenated along the last axis (``md``: the module's dims). Its layers are named
+    by layer and direction: ``lstm_l0`` (the recurrence), ``lstm_l0_bw_in`` (the input, each sequence reversed),
+    ``lstm_l0_h``/``_c`` (an LSTM's outputs and cell states), ``lstm_l0_bw_out``."""
+    tag = sfx.replace("_reverse", "_bw")[1:]
+    prefer = {"weight_ih": [md["gates"], f_dim], "weight_hh": [md["gates"], md["out"]], "bias_ih": [md["gates"]],
+              "bias_hh": [md["gates"]], "weight_hr": [md["out"], md["cell"]]}
+
     def param(name):
-        return ctx.ref(getattr(m, name + sfx))
+        return ctx.ref(getattr(m, name + sfx), prefer=prefer[name])
 
     h_size, p_size = m.hidden_size, getattr(m, "proj_size", 0) or m.hidden_size
     if direction == -1:  # reverse each sequence within its length around the forward recurrence
-        inp = reverse_sequences(ctx, inp, t_dim, b_dim)
+        inp = reverse_sequences(ctx, inp, t_dim, b_dim, role=f"{tag}_in")
     srcs = [inp, param("weight_ih"), param("weight_hh")]
     names = {"w_ih": "x1", "w_hh": "x2"}
     extra = [("b_ih", "bias_ih", m.bias), ("b_hh", "bias_hh", m.bias),
@@ -51,22 +73,22 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
     x = "x0" if order == [0, 1, 2] else f"tf.transpose(x0, {order})"
     zeros = "tf.zeros([tf.shape(x)[1], {}], x.dtype)"
     h0, c0 = names.get("h0", zeros.format(p_size)), names.get("c0", zeros.format(h_size))
-    hh_dim = srcs[2].dims[1]
+    hh_dim = md["out"]
     expr = _scan(kind, act, names, p_size, h0, c0)
     if kind != "LSTM":
-        seq = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, hh_dim], dtype=inp.dtype)
+        seq = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, hh_dim], dtype=inp.dtype, role=tag)
         h_n, = _last_frames(ctx, [seq], t_dim, b_dim)
         c_n = None
     else:
-        both_dim = ctx.dims.static(p_size + h_size, f"{ctx.op_name}{tag}_hc")
-        c_dim = ctx.dims.static(h_size, f"{ctx.op_name}{tag}_cell")
-        both = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, both_dim], dtype=inp.dtype)
+        both_dim, c_dim = md["hc"], md["cell"]
+        both = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, both_dim], dtype=inp.dtype, role=tag)
         seq, c_seq = (ctx.layer({"class": "slice", "from": both, "axis": both_dim, "slice_start": start,
-                                 "slice_end": start + size, "out_dim": dim}, [t_dim, b_dim, dim], dtype=inp.dtype)
-                      for start, size, dim in ((0, p_size, hh_dim), (p_size, h_size, c_dim)))
+                                 "slice_end": start + size, "out_dim": dim}, [t_dim, b_dim, dim], dtype=inp.dtype,
+                                role=f"{tag}_{part}")
+                      for start, size, dim, part in ((0, p_size, hh_dim, "h"), (p_size, h_size, c_dim, "c")))
         h_n, c_n = _last_frames(ctx, [seq, c_seq], t_dim, b_dim)
     if direction == -1:
-        seq = reverse_sequences(ctx, seq, t_dim, b_dim)
+        seq = reverse_sequences(ctx, seq, t_dim, b_dim, role=f"{tag}_out")
     return seq, h_n, c_n
 
 
@@ -160,19 +182,20 @@ def rnn_module(ctx, m, args, kwargs, output):
     init_h = _state_slices(ctx, h0, count, b_dim)
     init_c = _state_slices(ctx, c0, count, b_dim)
     finals_h, finals_c = [], []
-    seq = inp
+    seq, md = inp, _module_dims(ctx, kind, m)
     for layer in range(m.num_layers):
         outs = []
         for d in range(n_dir):
             k = layer * n_dir + d
             sfx = f"_l{layer}" + ("_reverse" if d else "")
-            tag = f"_l{layer}" + ("_bw" if d else "")
             s, h_n, c_n = _direction(ctx, kind, act, seq, f_dim, t_dim, b_dim, m, sfx, -1 if d else 1,
-                                     init_h[k], init_c[k], tag)
+                                     init_h[k], init_c[k], md)
             outs.append(s)
             finals_h.append(h_n)
             finals_c.append(c_n)
-        seq = outs[0] if n_dir == 1 else cat_refs(ctx, outs, 2)
+        seq = outs[0] if n_dir == 1 else ctx.layer(
+            {"class": "concat", "from": [(o, o.dims[2]) for o in outs], "out_dim": md["both"]},
+            [t_dim, b_dim, md["both"]], dtype=inp.dtype, role=f"l{layer}_both")
         f_dim = seq.dims[2]
     order = [b_dim, t_dim, f_dim] if batch_first else [t_dim, b_dim, f_dim]
     seq = ctx.transpose_to(seq, order)

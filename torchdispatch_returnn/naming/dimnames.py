@@ -116,6 +116,21 @@ def _shared(parts: list[str], k: int, users: list[list[str]], kinds: dict[str, s
                                     and kinds.get(".".join(u[:k + 1])) == kind for u in users)
 
 
+def written(entries: dict[int, tuple], order: list[int], *values: dict) -> list[int]:
+    """The ids (in ``order``) of the dims of ``entries`` (id -> (dim, var name, code)) that a config made of
+    ``values`` (its net dict, extern data) declares: the dims they hold and those the code of these is made of
+    (``a * b``); not those of layers the config leaves out."""
+    need = {i for v in values for i in _users(v) if i in entries}
+    by_var = {entries[i][1]: i for i in order}
+    todo = list(need)
+    while todo:
+        for name in re.findall(r"[A-Za-z_]\w*", entries[todo.pop()][2]):
+            if by_var.get(name) is not None and by_var[name] not in need:
+                need.add(by_var[name])
+                todo.append(by_var[name])
+    return [i for i in order if i in need]
+
+
 def _users(net_dict: dict, prefix: tuple = ()) -> dict[int, list[list[str]]]:
     """id(dim) -> the (dotted, split) names of the layers whose dicts hold it (subnetworks included)."""
     out: dict[int, list[list[str]]] = {}

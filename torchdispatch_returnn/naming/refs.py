@@ -79,3 +79,47 @@ def needed(roots: list[Layer]) -> set[int]:
             keep.add(id(x))
             stack += [y for y in (x.alias, x.parent) if y is not None] + list(referenced(x.desc))
     return keep
+
+
+#: layer classes without parameters, state or randomness: a second layer of the same description is the first
+PURE_CLASSES = frozenset({
+    "activation", "cast", "combine", "concat", "constant", "cumsum", "dot", "eval", "expand_dims", "gather", "gating",
+    "length", "merge_dims", "pad", "pool", "range", "range_from_length", "range_in_axis", "reduce", "reinterpret_data",
+    "repeat", "seq_len_mask", "slice", "softmax_over_spatial", "split_dims", "squeeze", "transpose", "window"})
+
+
+class _Same:
+    """An object compared by identity (a Dim's ``==`` in RETURNN is not identity; layers are not values)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+
+def _key(obj: Any) -> Any:
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return type(obj), obj  # (1, 1.0 and True differ)
+    if isinstance(obj, Ref):
+        return Ref, _Same(obj.layer), _key(list(obj.dims))
+    if isinstance(obj, Base):
+        return Base, _key(obj.ref)
+    if isinstance(obj, dict):
+        return dict, tuple((_key(k), _key(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj), tuple(_key(v) for v in obj)
+    return _Same(obj)  # Dims, layers, arrays, ...: the same object
+
+
+def pure_key(desc: dict, dims: tuple, dtype: Any) -> tuple | None:
+    """A key equal for layers that compute the same thing (the same parameter-free, non-random description of
+    the same inputs, dims and dtype); None for a layer that must stay its own."""
+    if desc.get("class") not in PURE_CLASSES or "random" in str(desc.get("eval", "")):
+        return None
+    return _key(desc), _key(list(dims)), dtype
