@@ -408,4 +408,27 @@ def test_gru_and_projected_lstm_weights_take_the_module_dims():
                                                                                           batch_first=True)):
         net = assert_converts(rnn.eval(), torch.randn(2, 6, 4), dynamic_shapes=DYN, grads=True)
         names = _dim_names(net)
-        assert not [n for n in names if ":" in n], names  # (no dim of a single weight, "weight_ih_l0:0")
+        assert not [n for n in names if ":" in n or n.startswith("param")], names  # (the module's dims, not per weight)
+
+
+class WeightNormConvs(nn.Module):
+    """Weight-normed convs: each weight is made by an ``eval`` from ``weight_v`` and ``weight_g`` before its conv,
+    so no op names their axes."""
+
+    def __init__(self):
+        super().__init__()
+        wn = nn.utils.parametrizations.weight_norm
+        self.convs = nn.Sequential(*[wn(nn.Conv1d(6, 6, 3, padding=1)) for _ in range(4)])
+
+    def forward(self, x):
+        return self.convs(x.transpose(1, 2)).transpose(1, 2)
+
+
+def test_parameter_axes_no_op_names_share_one_dim_per_size():
+    torch.manual_seed(0)
+    net = assert_converts(WeightNormConvs().eval(), torch.randn(2, 9, 6), dynamic_shapes=DYN, grads=True)
+    shapes = {n: d["shape"] for n, d in net.net_dict.items() if d["class"] == "variable"}
+    assert len([n for n in shapes if n.endswith("original1")]) == 4, list(shapes)  # (the four weight_v)
+    # weight_v (6, 6, 3) and weight_g (6, 1, 1) of all four convs: sizes 6, 6, 3, 1, 1 -> five dims, not 24
+    assert len({id(x) for s in shapes.values() for x in s}) <= 6, shapes  # (and the biases': the conv's out dim)
+    assert len(_declared(net)) <= 9, _declared(net)

@@ -299,7 +299,7 @@ class Builder:
             p = prefer[i] if prefer is not None and i < len(prefer) else None
             ok = p is not None and p.is_static() and p.dimension == s and not any(p is d for d in dims) \
                 and self.dims.is_plain(p)  # RETURNN takes no derived dim as a parameter shape
-            dims.append(p if ok else self.dims.static(s, f"{key}:{i}"))
+            dims.append(p if ok else self.dims.shared.param(s, f"param{s}", avoid=dims))
         d = {"class": "variable", "shape": list(dims), "trainable": trainable, "name_scope": scope_of(key),
              "param_name": key.rsplit(".", 1)[-1], "dtype": tf_dtype(value.dtype)}
         if reuse is not None:  # the variable of the layer holding it (``reuse_params``), in its layout

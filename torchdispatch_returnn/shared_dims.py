@@ -12,6 +12,9 @@ one per size origin instead of one per op.
   depthwise conv on it), one other dim of that size, shared by all such layers.
 - **Twins**: a second axis of a dim's lengths (the key axis of attention scores) is the same dim
   wherever the tensors involved do not have it already.
+- **Parameter axes**: an axis of a parameter that no op names (a weight-norm ``weight_v`` used by an
+  ``eval`` before its conv, an embedding table) takes one dim per size shared by all parameters, not one
+  dim of its own; never the model's dims (an op aligning it with a tensor renames it, as before).
 
 Owned by the capture's :class:`~torchdispatch_returnn.dims.DimRegistry` (``dims.shared``).
 """
@@ -34,6 +37,7 @@ class SharedDims:
         self._twins: dict[int, list[Dim]] = {}  # id(dim) -> dims made for a second axis of its lengths
         self._others: dict[int, list[Dim]] = {}  # size -> dims of that size made where the model's was avoided
         self._made_merges: dict[tuple, Dim] = {}  # ids of parts -> the dim made when they were first merged
+        self._params: dict[int, list[Dim]] = {}  # size -> the parameter axes' dims of that size
 
     def feature(self, size: int, name: str, avoid: Any = (), dim: Dim | None = None) -> Dim:
         """The model's dim of ``size`` (``dim``, an input's axis, if none is known yet); where that one is in
@@ -45,6 +49,11 @@ class SharedDims:
             d = _first_free(self._others.setdefault(size, []), lambda: self._plain(self._registry.static(size, name)),
                             avoid)
         return d
+
+    def param(self, size: int, name: str, avoid: Any = ()) -> Dim:
+        """The dim of a parameter axis of ``size`` (see the module docstring); ``avoid``: its other axes."""
+        return _first_free(self._params.setdefault(size, []), lambda: self._plain(self._registry.static(size, name)),
+                           avoid)
 
     def _plain(self, d: Dim) -> Dim:
         self._registry.mark_plain(d)

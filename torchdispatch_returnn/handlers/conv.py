@@ -66,7 +66,9 @@ def conv_nd(ctx, n, x, weight, bias, stride, padding, dilation, groups):
         # TF's CPU gradient of grouped convs fails, and TF has no grouped 3-D conv: one conv per group
         return _per_group_conv(ctx, n, r, w, bias, out_spatial, stride, pads, dilation, groups)
     in_dim = r.dims[1] if groups == 1 else ctx.dims.static_derived("floordiv", r.dims[1], groups)
-    w = ctx.rename(w, {w.dims[1]: in_dim})
+    if out_dim is in_dim:  # (the filter's axes must differ: the other dim of that size for the output)
+        out_dim = ctx.dims.shared.feature(out_dim.dimension, f"{ctx.op_name}_out", avoid=[in_dim])
+    w = ctx.rename(w, {w.dims[0]: out_dim, w.dims[1]: in_dim})
     d = {"class": "conv", "from": r, "in_dim": r.dims[1], "in_spatial_dims": spatial, "out_dim": out_dim,
          "out_spatial_dims": out_spatial, "filter_size": list(w.dims[2:]), "filter": w,
          "padding": pads if any(pads) else "valid", "strides": list(stride), "dilation_rate": list(dilation),
