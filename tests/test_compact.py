@@ -432,3 +432,18 @@ def test_parameter_axes_no_op_names_share_one_dim_per_size():
     # weight_v (6, 6, 3) and weight_g (6, 1, 1) of all four convs: sizes 6, 6, 3, 1, 1 -> five dims, not 24
     assert len({id(x) for s in shapes.values() for x in s}) <= 6, shapes  # (and the biases': the conv's out dim)
     assert len(_declared(net)) <= 9, _declared(net)
+
+
+def test_a_size_one_axis_added_and_broadcast_away_writes_no_layers():
+    """``arange(T) >= lengths.unsqueeze(1)``: the compare squeezes the unsqueezed axis again, which is the
+    unsqueeze's input (no expand_dims and squeeze pair, no size-1 dim in the config)."""
+
+    class M(nn.Module):
+        def forward(self, x, lengths):
+            pad = torch.arange(x.shape[1]).expand(x.shape[0], x.shape[1]) >= lengths.unsqueeze(1)
+            return x.masked_fill(pad[..., None], 0.0)
+
+    net = assert_converts(M(), torch.randn(3, 9, 4), torch.tensor([9, 7, 5]), dynamic_shapes=(DYN[0], {}),
+                          lengths={"lengths": "time"}, grads=True)
+    assert not {"expand_dims", "squeeze"} & set(_classes(net).values()), _classes(net)
+    assert _dim_names(net) == {"time", "data_feature"}

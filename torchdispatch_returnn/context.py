@@ -252,9 +252,13 @@ class OpContext:
         return lens
 
     def squeeze(self, r: Ref, axis: int) -> Ref:
-        """Remove the (size-1) axis ``axis``."""
+        """Remove the (size-1) axis ``axis`` (of an unsqueeze: its input, no layer)."""
         dims = list(r.dims)
         d = dims.pop(axis)
+        desc = r.layer.desc or {}
+        src = desc.get("from") if desc.get("class") == "expand_dims" and desc.get("dim") is d else None
+        if isinstance(src, Ref) and len(src.dims) == len(dims) and all(a is b for a, b in zip(src.dims, dims)):
+            return src
         return self.layer({"class": "squeeze", "from": r, "axis": d}, dims, dtype=r.dtype)
 
     def unsqueeze(self, r: Ref, axis: int, dim: Dim | None = None) -> Ref:

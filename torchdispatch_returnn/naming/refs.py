@@ -107,7 +107,7 @@ def _key(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return type(obj), obj  # (1, 1.0 and True differ)
     if isinstance(obj, Ref):
-        return Ref, _Same(obj.layer), _key(list(obj.dims))
+        return Ref, _Same(obj.layer), _key(list(obj.dims)), str(obj.dtype)
     if isinstance(obj, Base):
         return Base, _key(obj.ref)
     if isinstance(obj, dict):
