@@ -96,9 +96,9 @@ class Builder:
             raise CaptureError("no network input yet: call a module with its input tensors, or net.input()")
         dims = tuple(dims)
         key = pure_key(desc, dims, dtype) if name is None and not any(x is NEW_BATCH for x in dims) else None
-        if key in self.same:  # the same computation again (a mask each block makes anew): that layer
-            self.shared[id(self.same[key])] = self.shared.get(id(self.same[key]), 0) + 1
-            return Ref(self.same[key], dims, tuple(self.dims.size(x) for x in dims), dtype)
+        if (hit := self.same.get(key)) is not None:  # the same computation again (a mask each block remakes)
+            self.shared[id(hit)] = self.shared.get(id(hit), 0) + 1
+            return Ref(hit, dims, tuple(self.dims.size(x) for x in dims), dtype)
         layer = Layer(desc, tuple(expand_dims(dims)), dtype, site=site, role=role or role_of(desc), scope=scope,
                       shape=shape)
         if key is not None:

@@ -3,7 +3,7 @@
 ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` are leaf modules. Each layer and direction is one ``eval``
 layer running a ``tf.while_loop`` with torch's own cell equations, the input projection of all frames
 one matmul before the loop. (TF's fused ``BlockLSTM`` does its matmuls with Eigen; with TF's default
-oneDNN matmul the scan is about twice as fast on CPU, and a GRU has no fused TF op with torch's
+oneDNN matmul the loop is about twice as fast on CPU, and a GRU has no fused TF op with torch's
 reset-gate placement.) The weights stay variables in torch layout (no transform); nothing needs
 compiling, and gradients reach every weight. The backward direction
 reverses each sequence within its own length around the recurrence; final states are taken at
@@ -74,14 +74,14 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
     zeros = "tf.zeros([tf.shape(x)[1], {}], x.dtype)"
     h0, c0 = names.get("h0", zeros.format(p_size)), names.get("c0", zeros.format(h_size))
     hh_dim = md["out"]
-    expr = _scan(kind, act, names, p_size, h0, c0)
+    expr = _loop(kind, act, names, p_size, h0, c0)
+    out_dim = md["hc"] if kind == "LSTM" else hh_dim  # (LSTM: h and c side by side)
+    seq = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, out_dim], dtype=inp.dtype, role=tag)
     if kind != "LSTM":
-        seq = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, hh_dim], dtype=inp.dtype, role=tag)
         h_n, = _last_frames(ctx, [seq], t_dim, b_dim)
         c_n = None
     else:
-        both_dim, c_dim = md["hc"], md["cell"]
-        both = ctx.tf_op(f"(lambda x: {expr})({x})", srcs, [t_dim, b_dim, both_dim], dtype=inp.dtype, role=tag)
+        both, both_dim, c_dim = seq, md["hc"], md["cell"]
         seq, c_seq = (ctx.layer({"class": "slice", "from": both, "axis": both_dim, "slice_start": start,
                                  "slice_end": start + size, "out_dim": dim}, [t_dim, b_dim, dim], dtype=inp.dtype,
                                 role=f"{tag}_{part}")
@@ -92,7 +92,7 @@ def _direction(ctx, kind, act, inp, f_dim, t_dim, b_dim, m, sfx, direction, init
     return seq, h_n, c_n
 
 
-def _scan(kind, act, names, p, h0, c0) -> str:
+def _loop(kind, act, names, p, h0, c0) -> str:
     """A ``tf.while_loop`` over time with torch's own cell equations; the input projection (with both
     biases, except GRU's ``b_hh``, which the reset gate scales) is one matmul before the loop. Each step
     reads its frame by slicing (no scatter of all frames into a ``TensorArray``, as ``tf.scan`` does), keeps

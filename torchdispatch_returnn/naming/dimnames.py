@@ -125,9 +125,10 @@ def written(entries: dict[int, tuple], order: list[int], *values: dict) -> list[
     todo = list(need)
     while todo:
         for name in re.findall(r"[A-Za-z_]\w*", entries[todo.pop()][2]):
-            if by_var.get(name) is not None and by_var[name] not in need:
-                need.add(by_var[name])
-                todo.append(by_var[name])
+            i = by_var.get(name)
+            if i is not None and i not in need:
+                need.add(i)
+                todo.append(i)
     return [i for i in order if i in need]
 
 
