@@ -53,6 +53,56 @@ def test_tied_weight_is_one_variable():
     assert len(net.network.get_params_list()) == 3  # emb.weight, proj/W, proj/b
 
 
+class TwoLinears(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 3, bias=False)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_linear_holds_its_weight_in_returnns_layout(tmp_path):
+    """``W`` is (in, out), RETURNN's layout (no ``use_transposed_weights``: its matmul with ``transpose_b`` is
+    slower); the param map says how to transpose, and converted torch weights load into the written config.
+    The live network's variables are TF1 reference variables (cheaper to build); the config RETURNN builds
+    has its own kind."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 9, 4)
+    model = TwoLinears().eval()
+    net = assert_converts(model, x, dynamic_shapes=DYN, grads=True)
+    assert "use_transposed_weights" not in net.net_dict["a"] and net.param_map["a.weight"]["perm"] == [1, 0]
+    assert net.param_map["a.bias"]["transform"].startswith("none")
+    values = net.network.get_layer("a").params["W"].eval(session=net.session)
+    assert values.shape == (4, 6) and (values == model.a.weight.detach().numpy().T).all()
+    assert all(not hasattr(v, "handle") for v in net.network.get_params_list())  # (no resource variables)
+    m2 = TwoLinears().eval()
+    cfg = net.save_config(str(tmp_path / "net.config"))
+    ckpt = convert_checkpoint(m2.state_dict(), net.param_map, str(tmp_path / "ck" / "model"), config=cfg)
+    from torchdispatch_returnn import ConfigNetwork
+
+    fresh = ConfigNetwork(cfg, ckpt)
+    try:
+        got = fresh.run(x[:2, :5])
+        assert all(hasattr(v, "handle") for v in fresh.network.get_params_list())  # (RETURNN's default kind)
+    finally:
+        fresh.close()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.as_tensor(got), m2(x[:2, :5]), rtol=1e-5, atol=1e-5)
+
+
+def test_a_config_with_torch_layout_linear_weights_still_converts():
+    """A config an earlier version wrote (``use_transposed_weights``: W as torch's (out, in)) gets its shapes right."""
+    from returnn.tensor import Dim
+
+    from torchdispatch_returnn.checkpoint import _held_params
+
+    d_in, d_out = Dim(4, name="in"), Dim(6, name="out")
+    old = {"class": "linear", "in_dim": d_in, "out_dim": d_out, "use_transposed_weights": True}
+    assert _held_params(old) == {"W": (6, 4), "b": (6,)}
+    assert _held_params({**old, "use_transposed_weights": False, "with_bias": False}) == {"W": (4, 6)}
+
+
 class Reused(nn.Module):
     """A Linear whose weight is also used by another op after its layer took it."""
 

@@ -234,7 +234,7 @@ def test_as_returnn_layer_dict_uses_the_configs_dims_and_carries_the_weights():
             got = session.run(net.get_default_output_layer().output.copy_as_batch_major().placeholder, feed_dict={
                 net.extern_data.data["feats"].placeholder: x,
                 net.extern_data.data["feats"].get_sequence_lengths(): [5, 5]})
-    np.testing.assert_array_equal(values["W"], model[0].weight.detach().numpy())
+    np.testing.assert_array_equal(values["W"], model[0].weight.detach().numpy().T)  # (RETURNN's (in, out) layout)
     np.testing.assert_array_equal(values["b"], model[0].bias.detach().numpy())
     with torch.no_grad():
         np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)

@@ -170,7 +170,7 @@ class Builder:
         self.descs[name] = d
         net.layers_desc[name] = live_desc(d)
         try:
-            with building(self.graph):
+            with building(self.graph, reference_variables=True):
                 for x in layer.dims:
                     if isinstance(x, Dim) and x.is_dynamic() and not x.is_batch_dim() and (
                             x.dyn_size_ext is None or x.dyn_size_ext.raw_tensor is None):

@@ -153,13 +153,14 @@ def _collect_variables(net: dict, out: dict) -> None:
 
 
 def _held_params(d: dict) -> dict[str, tuple]:
-    """{param: torch-layout shape} of a layer that holds its params (written with torch's layout)."""
+    """{param: shape of its TF variable} of a layer that holds its params."""
     if d.get("reuse_params"):
         return {}
     size = lambda dim: dim.dimension
-    if d.get("class") == "linear":
-        w = (size(d["out_dim"]), size(d["in_dim"]))
-        return {"W": w, "b": w[:1]} if d.get("with_bias", True) else {"W": w}
+    if d.get("class") == "linear":  # W: (in, out), torch's (out, in) transposed (or as torch's: an older config)
+        w = (size(d["in_dim"]), size(d["out_dim"]))[::-1 if d.get("use_transposed_weights") else 1]
+        b = (size(d["out_dim"]),)
+        return {"W": w, "b": b} if d.get("with_bias", True) else {"W": w}
     if d.get("class") == "conv":  # W: filter sizes + (in / groups, out) (torch's (out, in / groups, k...) transposed)
         ks = [size(k) if hasattr(k, "dimension") else int(k) for k in d["filter_size"]]
         w = (*ks, size(d["in_dim"]) // int(d.get("groups", 1)), size(d["out_dim"]))
@@ -223,11 +224,11 @@ def convert_checkpoint(state_dict_or_path: Any, param_map: Any, out_prefix: str,
         if not (transform.startswith(NO_TRANSFORM) or perm) or len(entry["tf_vars"]) != 1:
             raise ValueError(f"param_map entry {key!r} has transform {transform!r} and variables {entry['tf_vars']}: "
                              "this version converts tensors stored as they are or transposed (one variable)")
-        t = sd[key].detach().cpu()
-        t = tf_layout(t, perm)
+        t = tf_layout(sd[key].detach().cpu(), perm)
         shape, dtype = spec_of(entry) or (entry.get("shape"), None)
-        if shape is not None and tuple(shape) != tuple(t.shape):
-            mismatched[key] = (tuple(t.shape), tuple(shape))
+        if shape is not None and tuple(shape) != tuple(t.shape):  # (both told in torch's layout)
+            net_shape = tuple(shape[i] for i in np.argsort(perm)) if perm else tuple(shape)
+            mismatched[key] = (tuple(sd[key].shape), net_shape)
             continue
         arr = (t.float() if t.dtype == torch.bfloat16 else t).contiguous().numpy()
         values[entry["tf_vars"][0]] = arr.astype(dtype, copy=False) if dtype is not None else arr

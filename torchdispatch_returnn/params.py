@@ -2,10 +2,10 @@
 in which layout, and with which initializer.
 
 A parameter is either a ``variable`` layer of its own (named by its ``state_dict`` key, TF variable
-``<module path>/<name>``), or held by the layer that computes with it: RETURNN's ``linear`` (``W`` in
-torch's (out, in) layout, ``b``), ``layer_norm``/``norm`` (``scale``, ``bias``) and ``conv`` (``W``
-stored as (k..., in / groups, out): torch's layout transposed by a ``perm`` that ``param_map``
-records, ``bias``). The TF variable of a held parameter is ``<layer name>/<name>``, so it follows the
+``<module path>/<name>``), or held by the layer that computes with it: RETURNN's ``linear`` (``W`` stored
+as (in, out), ``b``), ``layer_norm``/``norm`` (``scale``, ``bias``) and ``conv`` (``W`` stored as
+(k..., in / groups, out), ``bias``): torch's layout transposed by a ``perm`` that ``param_map``
+records. The TF variable of a held parameter is ``<layer name>/<name>``, so it follows the
 layer's final name (a module's result is renamed to the module path). A module called again reuses
 its layer's params (``reuse_params``); another op using a held parameter gets a ``variable`` layer
 sharing the layer's TF variable.
