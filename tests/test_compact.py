@@ -497,3 +497,61 @@ def test_a_size_one_axis_added_and_broadcast_away_writes_no_layers():
                           lengths={"lengths": "time"}, grads=True)
     assert not {"expand_dims", "squeeze"} & set(_classes(net).values()), _classes(net)
     assert _dim_names(net) == {"time", "data_feature"}
+
+
+class ChunkedAttention(nn.Module):
+    """q, k and v chunked (and split) from one projection: GPT-2's and SpeechBrain's idiom, plus a GLU by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv, self.gate = nn.Linear(8, 3 * 8), nn.Linear(8, 2 * 8)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(8), dim=-1) @ v
+        a, b = self.gate(att).split(8, dim=-1)
+        h = a * torch.sigmoid(b)
+        lo, mid, hi = h.split([3, 2, 3], dim=-1)  # (pieces of one size share a dim, the others do not)
+        return torch.cat((-hi, mid, lo), dim=-1), lo.unsqueeze(-1) * hi.unsqueeze(-2)
+
+
+def test_pieces_of_one_split_share_their_dim():
+    torch.manual_seed(0)
+    net = assert_converts(ChunkedAttention().eval(), torch.randn(3, 9, 8), dynamic_shapes=DYN, grads=True)
+    nd = net.net_dict
+    slices = [d for d in nd.values() if d["class"] == "slice"]
+    q, k, v = (d["out_dim"] for d in slices[:3])
+    assert q is k is v  # one dim for the three pieces: no renames to line them up
+    assert slices[3]["out_dim"] is slices[4]["out_dim"]  # (the GLU's halves)
+    lo, mid, hi = (d["out_dim"] for d in slices[5:8])
+    assert lo is hi and mid is not lo
+    assert nd["mul"]["from"] == ["split", "sigmoid"]  # (the GLU's halves line up with no rename)
+
+
+class Rotary(nn.Module):
+    """Rotary position embeddings with LLaMA's ``rotate_half`` (slices, concatenated the other way round)."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        def rotate_half(y):
+            return torch.cat((-y[..., 4:], y[..., :4]), dim=-1)
+
+        pos = torch.arange(x.shape[1], dtype=x.dtype)[:, None] * torch.arange(1, 9, dtype=x.dtype) / 8
+        q, k = (y * torch.cos(pos) + rotate_half(y) * torch.sin(pos) for y in (self.q(x), self.k(x)))
+        return torch.softmax(q @ k.transpose(1, 2), dim=-1) @ x
+
+
+def test_an_axis_cut_and_concatenated_back_keeps_its_dim():
+    torch.manual_seed(0)
+    net = assert_converts(Rotary().eval(), torch.randn(3, 9, 8), dynamic_shapes=DYN, grads=True)
+    nd = net.net_dict
+    cats = [d for d in nd.values() if d["class"] == "concat"]
+    assert len(cats) == 2 and cats[0]["out_dim"] is cats[1]["out_dim"] is nd["q"]["out_dim"], cats
+    slices = [d["out_dim"] for d in nd.values() if d["class"] == "slice"]
+    assert len(slices) == 4 and len({id(d) for d in slices}) == 2  # q's and k's halves: one dim per half
+    # time, the model dim, the halves, the attention's key axis and the arange constant's axis; no cat dim
+    assert len(_declared(net)) == 6 and not any("cat" in n for n in _dim_names(net)), _declared(net)
+    assert [nd[f"mul_{i}"]["from"][0] for i in (2, 4)] == ["cat", "cat_1"]  # (no rename before the products)

@@ -10,6 +10,10 @@ one per size origin instead of one per op.
   from one axis merge into one dim made the first time).
 - **Others of a size**: where the model's dim of a size cannot be used (a ``Linear(256, 256)`` or a
   depthwise conv on it), one other dim of that size, shared by all such layers.
+- **Pieces**: a static axis sliced the same way again gets the same dim, and chunked or split the same way
+  again the same pieces, one dim per piece size (q, k and v chunked from one projection line up with no
+  renames); concatenating pieces of one axis that add up to its size gives the axis back (``rotate_half``'s
+  ``cat((-x2, x1))`` has the head size's dim), other parts concatenated again the dim made the first time.
 - **Twins**: a second axis of a dim's lengths (the key axis of attention scores) is the same dim
   wherever the tensors involved do not have it already.
 - **Parameter axes**: an axis of a parameter that no op names (a weight-norm ``weight_v`` used by an
@@ -38,6 +42,9 @@ class SharedDims:
         self._others: dict[int, list[Dim]] = {}  # size -> dims of that size made where the model's was avoided
         self._made_merges: dict[tuple, Dim] = {}  # ids of parts -> the dim made when they were first merged
         self._params: dict[int, list[Dim]] = {}  # size -> the parameter axes' dims of that size
+        self._pieces: dict[tuple, tuple[Dim, list[Dim]]] = {}  # (id(axis), how it was cut) -> (axis, dims)
+        self._piece_of: dict[int, tuple[Dim, Dim]] = {}  # id(dim of a piece) -> (that dim, the axis cut)
+        self._made_cats: dict[tuple, Dim] = {}  # ids of parts -> the dim made when they were first concatenated
 
     def feature(self, size: int, name: str, avoid: Any = (), dim: Dim | None = None) -> Dim:
         """The model's dim of ``size`` (``dim``, an input's axis, if none is known yet); where that one is in
@@ -94,6 +101,39 @@ class SharedDims:
             made = make()
             self._made_merges.setdefault(key, made)
         return made
+
+    def pieces(self, axis: Dim, cut: tuple, sizes: list[int], make: Any, avoid: Any = ()) -> list[Dim]:
+        """The dims of the pieces of the static ``axis`` cut as ``cut`` says (a slice's (start, stop, step), a
+        split's sizes) into ``sizes``, one per size (``make(size)``): the same as the last time it was cut so,
+        unless one of them is in ``avoid`` (the tensor's other axes)."""
+        key = (id(axis), cut)
+        known = self._pieces.get(key)
+        if known is not None and known[0] is axis and not any(p is a for p in known[1] for a in avoid):
+            return list(known[1])
+        made: dict[int, Dim] = {}
+        dims = [made[s] if s in made else made.setdefault(s, make(s)) for s in sizes]
+        for d in dims:
+            self._piece_of[id(d)] = (d, axis)
+        if known is None:
+            self._pieces[key] = (axis, dims)
+        return dims
+
+    def concat(self, parts: list[Dim], total: int, make: Any, avoid: Any = ()) -> Dim:
+        """The dim of static ``parts`` concatenated (``total``: their sizes' sum): the axis they were all cut from
+        where they add up to its size, else the dim made (``make()``) the first time these parts were
+        concatenated; never one in ``avoid`` (the tensor's other axes)."""
+        cut = [self._piece_of.get(id(p)) for p in parts]
+        axis = None
+        if all(c is not None and c[0] is p for c, p in zip(cut, parts)) and len({id(c[1]) for c in cut}) == 1:
+            axis = cut[0][1]
+        if axis is not None and axis.dimension == total and not any(axis is a for a in avoid):
+            return axis
+        key = tuple(map(id, parts))
+        found = self._made_cats.get(key)
+        if found is None or any(found is a for a in avoid):
+            found = make()
+            self._made_cats.setdefault(key, found)
+        return found
 
     def twin(self, dim: Dim, make: Any, avoid: Any) -> Dim:
         """A dim of ``dim``'s lengths for a second axis: one made before (by ``make()``) that is not in ``avoid``."""

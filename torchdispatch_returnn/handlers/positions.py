@@ -67,14 +67,18 @@ def clip_positions(ctx, pos: Ref, r: Ref, ax: int) -> Ref:
                     pos.dims, dtype=pos.dtype)
 
 
-def slice_ref(ctx, r: Ref, ax: int, start: Any, end: Any, step: int = 1) -> Ref:
-    """``r[..., start:end:step, ...]`` along axis ``ax`` (see :func:`dyn_slice` for dynamic axes)."""
+def slice_ref(ctx, r: Ref, ax: int, start: Any, end: Any, step: int = 1, out_dim: Dim | None = None) -> Ref:
+    """``r[..., start:end:step, ...]`` along axis ``ax`` (see :func:`dyn_slice` for dynamic axes); ``out_dim``:
+    the static axis's dim (by default the one of the last slice of that axis so, see ``dims.shared.pieces``)."""
     if r.dims[ax].is_dynamic() or isinstance(start, DimInt) or isinstance(end, DimInt):
         return dyn_slice(ctx, r, ax, start, end, step)
     s, e, st = slice(start, end, step).indices(r.shape[ax])
     if s == 0 and e == r.shape[ax] and st == 1:
         return r
-    out_dim = ctx.dims.static(len(range(s, e, st)), f"{ctx.op_name}_dim")
+    if out_dim is None:
+        others = [d for i, d in enumerate(r.dims) if i != ax]
+        out_dim, = ctx.dims.shared.pieces(r.dims[ax], ("slice", s, e, st), [len(range(s, e, st))],
+                                          lambda n: ctx.dims.static(n, f"{ctx.op_name}_dim"), avoid=others)
     return _slice_layer(ctx, r, ax, s, e if e < r.shape[ax] or st != 1 else None, st, out_dim)
 
 
@@ -176,8 +180,10 @@ def _concat(ctx, parts: Sequence[Ref], ax: int) -> Ref:
     out_dim = parts[0].dims[ax]
     for r in parts[1:]:
         out_dim = ctx.dims.derive("add", out_dim, r.dims[ax])
-    if isinstance(out_dim, int):
-        out_dim = ctx.dims.static(out_dim, f"{ctx.op_name}_dim")
+    if isinstance(out_dim, int):  # (static: the axis the parts were cut from, where they add up to it)
+        out_dim = ctx.dims.shared.concat([r.dims[ax] for r in parts], out_dim,
+                                         lambda n=out_dim: ctx.dims.static(n, f"{ctx.op_name}_dim"),
+                                         avoid=[d for i, d in enumerate(parts[0].dims) if i != ax])
     dims = list(parts[0].dims)
     dims[ax] = out_dim
     return ctx.layer({"class": "concat", "from": [(r, r.dims[ax]) for r in parts], "out_dim": out_dim}, dims,

@@ -118,13 +118,18 @@ def _split_sizes(total, split_size_or_sections):
 
 
 def _split_refs(ctx, x, sizes, dim):
+    """The pieces along ``dim``; pieces of one size share one dim (q, k and v chunked from one projection
+    line up, as torch lines them up, with no renames), the same each time the axis is cut so."""
     r = ctx.ref(x)
     ax = dim % r.ndim
     if r.dims[ax].is_dynamic():
         raise NotImplementedError("split/chunk along a dynamic axis")
+    others = [d for i, d in enumerate(r.dims) if i != ax]
+    piece_dims = ctx.dims.shared.pieces(r.dims[ax], ("split", *sizes), sizes,
+                                        lambda n: ctx.dims.static(n, f"{ctx.op_name}_dim"), avoid=others)
     outs, pos = [], 0
-    for s in sizes:
-        outs.append(slice_ref(ctx, r, ax, pos, pos + s))
+    for s, d in zip(sizes, piece_dims):
+        outs.append(slice_ref(ctx, r, ax, pos, pos + s, out_dim=d))
         pos += s
     return tuple(outs)
 
