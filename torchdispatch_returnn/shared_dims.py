@@ -93,14 +93,7 @@ class SharedDims:
         these parts were first merged (the heads of every attention block merge into one dim), unless it is in
         ``avoid``."""
         axis = self.merged(parts, avoid)
-        if axis is not None:
-            return axis
-        key = tuple(map(id, parts))
-        made = self._made_merges.get(key)
-        if made is None or any(made is a for a in avoid):
-            made = make()
-            self._made_merges.setdefault(key, made)
-        return made
+        return axis if axis is not None else _made_for(self._made_merges, parts, make, avoid)
 
     def pieces(self, axis: Dim, cut: tuple, sizes: list[int], make: Any, avoid: Any = ()) -> list[Dim]:
         """The dims of the pieces of the static ``axis`` cut as ``cut`` says (a slice's (start, stop, step), a
@@ -128,16 +121,22 @@ class SharedDims:
             axis = cut[0][1]
         if axis is not None and axis.dimension == total and not any(axis is a for a in avoid):
             return axis
-        key = tuple(map(id, parts))
-        found = self._made_cats.get(key)
-        if found is None or any(found is a for a in avoid):
-            found = make()
-            self._made_cats.setdefault(key, found)
-        return found
+        return _made_for(self._made_cats, parts, make, avoid)
 
     def twin(self, dim: Dim, make: Any, avoid: Any) -> Dim:
         """A dim of ``dim``'s lengths for a second axis: one made before (by ``make()``) that is not in ``avoid``."""
         return _first_free(self._twins.setdefault(id(dim), []), make, avoid)
+
+
+def _made_for(store: dict, parts: list[Dim], make: Any, avoid: Any) -> Dim:
+    """The dim made (``make()``) the first time ``parts`` were put together (``store``: ids of parts -> that dim),
+    or a new one where that one is in ``avoid``."""
+    key = tuple(map(id, parts))
+    made = store.get(key)
+    if made is None or any(made is a for a in avoid):
+        made = make()
+        store.setdefault(key, made)
+    return made
 
 
 def _first_free(pool: list[Dim], make: Any, avoid: Any) -> Dim:
