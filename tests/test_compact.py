@@ -555,3 +555,23 @@ def test_an_axis_cut_and_concatenated_back_keeps_its_dim():
     # time, the model dim, the halves, the attention's key axis and the arange constant's axis; no cat dim
     assert len(_declared(net)) == 6 and not any("cat" in n for n in _dim_names(net)), _declared(net)
     assert [nd[f"mul_{i}"]["from"][0] for i in (2, 4)] == ["cat", "cat_1"]  # (no rename before the products)
+
+
+def test_the_live_network_is_a_snapshot_of_the_weights_loaded_in_bounded_runs(monkeypatch):
+    """The torch values are set in runs of at most ``params.LOAD_BYTES`` (here: one variable per run), and the
+    live network's variables own their values: changing the torch model afterwards leaves the network as captured."""
+    from torchdispatch_returnn import params
+
+    monkeypatch.setattr(params, "LOAD_BYTES", 1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 3)).eval()
+    x = torch.randn(2, 5, 4)
+    with torch.no_grad():
+        want = model(x)
+    net = assert_converts(model, x, dynamic_shapes=DYN)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    torch.testing.assert_close(torch.as_tensor(net.run(x)), want, rtol=1e-5, atol=1e-5)
+    scale = net.network.get_layer("1").params["scale"].eval(session=net.session)
+    assert (scale == 1.0).all()  # (LayerNorm's weight as captured, not as changed)

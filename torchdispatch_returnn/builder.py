@@ -22,7 +22,7 @@ from .dims import DimRegistry
 from .errors import CaptureError, LayerBuildError, OpSite, UnsupportedOpError, error_summary
 from .naming import ModuleScopes, Namer, role_of
 from .naming.refs import has_merged, needed, pure_key, to_names
-from .params import HeldParams, live_desc, scope_of
+from .params import HeldParams, live_desc, load_values, scope_of
 from .progress import Progress
 from .tensor import NEW_BATCH, Layer, MergedDim, Ref, ReturnnTensor, expand_dims, plain
 
@@ -364,19 +364,9 @@ class Builder:
         return self.add(tf_op_desc(expr, [r], dims, r.dtype), dims, r.dtype, site=site, scope=scope, role="on_batch")
 
     def load_weights(self, session: Any) -> None:
-        """Set the network's variables in one run: the torch values where the capture has them (every
-        variable, normally; fed in place of the initial values), the initializer for any other."""
+        """Set the network's variables to the torch values (see :func:`params.load_values`)."""
         with building(self.graph):
-            feed = {}
-            for layer, name, value in self.var_values:
-                params = self.network.get_layer(layer.path).params
-                for var in (params.values() if name is None else [params[name]]):
-                    feed[var.initializer.inputs[1]] = value
-            variables = self.network.get_params_list() + self.network.get_auxiliary_params()
-            session.run([v.initializer for v in variables], feed_dict=feed)
-            for var in variables:  # (RETURNN's post-init hooks, as in its initialize_params)
-                if var.initializer.inputs[1] not in feed and getattr(var, "custom_post_init", None):
-                    var.custom_post_init(session=session)
+            load_values(self.network, session, self.var_values)
         self.var_values = []  # (the values live in the session now)
 
 

@@ -94,6 +94,39 @@ class HeldParams:
         return values
 
 
+#: bytes of torch values set per session run: a value stored transposed is copied to feed it, and a reference
+#: variable copies what it is fed, so a run's transient copies stay within this, not the model's size
+LOAD_BYTES = 16 << 20
+
+
+def load_values(network: Any, session: Any, values: list[tuple]) -> None:
+    """Set the variables of ``network`` to the torch values (``values``: (layer, param name or None for the layer's
+    one variable, value in the variable's layout)), fed in place of their initial values, in runs of at most
+    ``LOAD_BYTES`` of values; the variables without a value get their initializer (and RETURNN's post-init hooks,
+    as in its ``initialize_params``)."""
+    feeds: list[dict] = [{}]
+    size = 0
+    for layer, name, value in values:
+        params = network.get_layer(layer.path).params
+        for var in (params.values() if name is None else [params[name]]):
+            if size and size + value.nbytes > LOAD_BYTES:
+                feeds.append({})
+                size = 0
+            feeds[-1][var.initializer.inputs[1]] = value
+            size += value.nbytes
+    fed = {t for feed in feeds for t in feed}
+    variables = network.get_params_list() + network.get_auxiliary_params()
+    rest = [v for v in variables if v.initializer.inputs[1] not in fed]
+    by_value = {v.initializer.inputs[1]: v for v in variables}
+    for k, feed in enumerate(feeds):
+        ops = [by_value[t].initializer for t in feed] + ([v.initializer for v in rest] if k == 0 else [])
+        if ops:
+            session.run(ops, feed_dict={t: np.asarray(v, order="C") for t, v in feed.items()})
+    for var in rest:
+        if getattr(var, "custom_post_init", None):
+            var.custom_post_init(session=session)
+
+
 def tf_layout(value: Any, perm: list | None) -> Any:
     """A torch-layout value (numpy array or torch tensor) in the layout of a variable stored transposed
     (TF axis i is torch axis ``perm[i]``; no ``perm``: as it is)."""
