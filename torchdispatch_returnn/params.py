@@ -96,7 +96,7 @@ class HeldParams:
 
 #: bytes of torch values set per session run: a value stored transposed is copied to feed it, and a reference
 #: variable copies what it is fed, so a run's transient copies stay within this, not the model's size
-LOAD_BYTES = 16 << 20
+LOAD_BYTES = 64 << 20
 
 
 def load_values(network: Any, session: Any, values: list[tuple]) -> None:
