@@ -298,7 +298,7 @@ def check(records: Sequence[ParityRecord], fetch: Callable[[Ref], Any], run: Cal
 
 
 #: bytes of network values fetched per run of the parity check
-FETCH_BYTES = 128 << 20
+FETCH_BYTES = 256 << 20
 
 
 def _nbytes(r: ParityRecord) -> int:
