@@ -104,24 +104,23 @@ def load_values(network: Any, session: Any, values: list[tuple]) -> None:
     one variable, value in the variable's layout)), fed in place of their initial values, in runs of at most
     ``LOAD_BYTES`` of values; the variables without a value get their initializer (and RETURNN's post-init hooks,
     as in its ``initialize_params``)."""
-    feeds: list[dict] = [{}]
+    runs: list[list[tuple]] = [[]]  # (variable, value) per session run
     size = 0
     for layer, name, value in values:
         params = network.get_layer(layer.path).params
         for var in (params.values() if name is None else [params[name]]):
             if size and size + value.nbytes > LOAD_BYTES:
-                feeds.append({})
+                runs.append([])
                 size = 0
-            feeds[-1][var.initializer.inputs[1]] = value
+            runs[-1].append((var, value))
             size += value.nbytes
-    fed = {t for feed in feeds for t in feed}
-    variables = network.get_params_list() + network.get_auxiliary_params()
-    rest = [v for v in variables if v.initializer.inputs[1] not in fed]
-    by_value = {v.initializer.inputs[1]: v for v in variables}
-    for k, feed in enumerate(feeds):
-        ops = [by_value[t].initializer for t in feed] + ([v.initializer for v in rest] if k == 0 else [])
-        if ops:
-            session.run(ops, feed_dict={t: np.asarray(v, order="C") for t, v in feed.items()})
+    fed = {id(var) for run in runs for var, _ in run}
+    rest = [v for v in network.get_params_list() + network.get_auxiliary_params() if id(v) not in fed]
+    runs[0] += [(v, None) for v in rest]  # (their initializers, in the first run)
+    for run in runs:
+        if run:
+            feed = {var.initializer.inputs[1]: np.asarray(v, order="C") for var, v in run if v is not None}
+            session.run([var.initializer for var, _ in run], feed_dict=feed)
     for var in rest:
         if getattr(var, "custom_post_init", None):
             var.custom_post_init(session=session)
