@@ -38,3 +38,21 @@ def test_differences_block_by_block_equal_the_whole():
     assert numeric.differences(got, want)[3] and not numeric.close(got, want, 1e-3, 1e-3)
     mask[numeric.BLOCK + 3] = False  # masked out: not compared
     assert numeric.differences(got, want, mask)[3] == ""
+
+
+def test_differences_of_a_transposed_view_in_blocks_of_rows():
+    """A layer's value in torch's order is a transposed numpy view: compared in blocks of rows (after leading
+    size-1 axes), with the same result as its contiguous copy, also where a mask leaves entries out."""
+    from torchdispatch_returnn import numeric
+
+    rng = np.random.default_rng(1)
+    layer = rng.standard_normal((1, 3 * numeric.BLOCK // 64 + 5, 64)).astype(np.float32)
+    got = layer.transpose(0, 2, 1)  # (1, 64, T): rows of T entries
+    want = np.ascontiguousarray(got) + rng.standard_normal(got.shape).astype(np.float32) * 1e-6
+    mask = rng.random(got.shape) < 0.7
+    for m in (None, mask):
+        assert numeric.differences(got, want, m) == numeric.differences(np.ascontiguousarray(got), want, m)
+    flat = np.abs(np.ascontiguousarray(got)[mask].astype(np.float64) - want[mask]).max()
+    assert numeric.differences(got, want, mask)[0] == float(flat)
+    got[0, 5, 7] = np.inf
+    assert numeric.differences(got, want)[3] and not numeric.differences(got, want, ~(got == np.inf))[3]

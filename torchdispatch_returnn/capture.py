@@ -27,6 +27,7 @@ from .naming import ModuleScopes
 from .nesting import Nested, note_result
 from .parity import NotebookView, ParityReport, Recorder
 from .runtime import ArgSpec, Feeder, Fetcher, ReusedRuns, run_outputs
+from .sinks import Sinks
 from .tensor import ReturnnTensor, plain, wrap
 
 
@@ -165,13 +166,12 @@ class Capture(NotebookView):
         self._outputs = self.builder.add_outputs(outs)
         self.builder.flush()
         self.builder.keep_needed([f.ref.layer for f in self.recorder.feeds])
-        self._fetch = Fetcher(self.network, self.graph)
-        self._fetch.prepare([r.ref for r in self.recorder.records if r.check] + [ref for _, ref in self._outputs])
+        self._fetch = Fetcher(self.network, self.graph, [ref for _, ref in self._outputs])
+        sinks = Sinks(self._fetch, [r for r in self.recorder.records if r.check], bool(self.dims.given_lengths()))
         self.builder.load_weights(self.session)
         self._feeder = Feeder(self.network, self.inputs.order, [ArgSpec(*a) for a in self.inputs.forward_args])
         runs = ReusedRuns(self.session)  # (the checks' runs: TF's executors reused)
-        self.parity = verify.parity_run(self.recorder, runs, self._fetch, self._feeder, self.inputs, self.dims,
-                                        self.options)
+        self.parity = verify.parity_run(self.recorder, runs, sinks, self._feeder, self.inputs, self.dims, self.options)
         self.parity.guards = self.dims.guards.described()
         if self.parity.ok and self._nest:  # (checked against this flat network: nesting.py)
             self.recorder.progress.stage("building the nested network")
@@ -179,7 +179,7 @@ class Capture(NotebookView):
                                  self.recorder.feeds, self.options, [name for name, _ in self._outputs])
             self.session = self.nested.session
         if self.parity.ok and self.inputs.call is not None:
-            verify.more_checks(self.parity, self.options, self.inputs, self._root_kwargs, self._fetch, self._feeder,
+            verify.more_checks(self.parity, self.options, self.inputs, self._root_kwargs, sinks, self._feeder,
                                runs, self.dims, self.config_code, self.save_checkpoint, self.param_map,
                                [ref for _, ref in self._outputs])
         if self.options.check and not self.parity.ok:

@@ -66,6 +66,7 @@ class Dispatcher:
     # -- ops --------------------------------------------------------------------------------------
     def dispatch(self, func: Any, args: tuple, kwargs: dict) -> Any:
         """Run one torch op for real and mirror it with its handler's layers."""
+        self.recorder.kept.before(func, args, kwargs)
         if self.suspended:
             with torch._C.DisableTorchFunctionSubclass():
                 return func(*args, **kwargs)
@@ -255,6 +256,8 @@ class FunctionMode(TorchFunctionMode):
                         any(isinstance(t, torch.Tensor) and d.builder.is_param(t) for t in flat)
                         or _mentions_size(flat, d.builder.dims)):
                     return d.dispatch(func, args, kwargs)
+        if d.active:
+            d.recorder.kept.before(func, args, kwargs)
         return func(*args, **kwargs)
 
 

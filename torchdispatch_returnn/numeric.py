@@ -32,7 +32,7 @@ def rel_diff(diff: np.ndarray, expected: np.ndarray, mag: np.ndarray | None = No
 
 
 #: entries compared at a time (the float64 copies of a block stay small for large activations)
-BLOCK = 1 << 20
+BLOCK = 1 << 18
 
 
 def differences(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float, float, str]:
@@ -42,11 +42,13 @@ def differences(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None = Non
     if np.iscomplexobj(got) or np.iscomplexobj(want):
         got, want = as_real_pairs(got), as_real_pairs(want)
         mask = None if mask is None else np.broadcast_to(mask[..., None], want.shape)
-    if want.size > BLOCK:
-        g, e = np.asarray(got).reshape(-1), np.asarray(want).reshape(-1)
-        m = None if mask is None else np.asarray(mask).reshape(-1)
-        parts = [differences(g[i:i + BLOCK], e[i:i + BLOCK], None if m is None else m[i:i + BLOCK])
-                 for i in range(0, e.size, BLOCK)]
+    if want.size > BLOCK:  # (blocks of leading-axis rows: views, also of a transposed value, never a flat copy)
+        got, want = np.asarray(got), np.asarray(want)
+        while want.ndim > 1 and want.shape[0] == 1:
+            got, want, mask = got[0], want[0], None if mask is None else mask[0]
+        rows = max(1, BLOCK // max(1, want.size // want.shape[0])) if want.ndim > 1 else BLOCK
+        parts = [differences(got[i:i + rows], want[i:i + rows], None if mask is None else mask[i:i + rows])
+                 for i in range(0, want.shape[0], rows)]
         why = next((p[3] for p in parts if p[3]), "")
         if why:
             return float("inf"), float("inf"), 0.0, why

@@ -119,11 +119,32 @@ def load_values(network: Any, session: Any, values: list[tuple]) -> None:
     runs[0] += [(v, None) for v in rest]  # (their initializers, in the first run)
     for run in runs:
         if run:
-            feed = {var.initializer.inputs[1]: np.asarray(v, order="C") for var, v in run if v is not None}
+            fed = [(var, v) for var, v in run if v is not None]
+            feed = dict(zip([var.initializer.inputs[1] for var, _ in fed], _aligned([v for _, v in fed])))
             session.run([var.initializer for var, _ in run], feed_dict=feed)
     for var in rest:
         if getattr(var, "custom_post_init", None):
             var.custom_post_init(session=session)
+
+
+#: alignment of a fed array that TF takes without a copy of its own
+ALIGN = 64
+
+
+def _aligned(values: list) -> list[np.ndarray]:
+    """``values`` as C-contiguous arrays at ``ALIGN``-byte addresses, which TF feeds without copying: the others
+    (values stored transposed) copied into one buffer for the run, given back to the system after it."""
+    arrays = [np.asarray(v) for v in values]
+    todo = [i for i, a in enumerate(arrays) if not a.flags.c_contiguous or a.ctypes.data % ALIGN]
+    sizes = [-(-arrays[i].nbytes // ALIGN) * ALIGN for i in todo]
+    buf = np.empty(sum(sizes) + ALIGN, np.uint8)
+    off = -buf.ctypes.data % ALIGN
+    for i, size in zip(todo, sizes):
+        a = arrays[i]
+        arrays[i] = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+        np.copyto(arrays[i], a)
+        off += size
+    return arrays
 
 
 def tf_layout(value: Any, perm: list | None) -> Any:

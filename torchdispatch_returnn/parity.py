@@ -13,6 +13,7 @@ import torch
 
 from ._backend import batch_dim
 from .errors import CaptureError, OpSite, error_summary
+from .kept import Kept, stale
 from .numeric import differences, to_numpy
 from .progress import Progress
 from .report import capture_html, report_html
@@ -24,6 +25,8 @@ _UNCHECKED = {torch.empty: "unchecked: torch.empty values are unspecified",
               torch.empty_like: "unchecked: torch.empty_like values are unspecified",
               torch.Tensor.new_empty: "unchecked: new_empty values are unspecified",
               torch.Tensor.new_empty_strided: "unchecked: new_empty_strided values are unspecified"}
+#: the note of a record whose torch value was written to after its op by a write not seen as one
+STALE = "unchecked: torch's value was changed in place after the op (by an op not seen to write)"
 #: the note of a record whose layer is fed with torch's random values
 FED = "fed: torch's random values fed into the network here (not compared; the network samples its own)"
 
@@ -62,6 +65,7 @@ class ParityRecord:
     seconds: float | None = None  # capture time of the op's handler (its conversion; torch's own run excluded)
     timings: dict = field(default_factory=dict, repr=False, compare=False)  # Layer -> construction seconds
     fed: bool = False  # a random op's result: torch's values are fed into the network here
+    version: int | None = None  # torch's version counter of a value kept without a copy (:mod:`.kept`)
 
     @property
     def site(self) -> OpSite:
@@ -98,6 +102,7 @@ class Recorder:
         self.feeds: list[Feed] = []  # random values the network samples itself: torch's are fed in the parity run
         self._fed: set = set()  # ids of the fed layers
         self._by_layer: dict[int, list[ParityRecord]] = {}  # id(layer) -> its records
+        self.kept = Kept()  # the records' torch values, copied only where needed
 
     def next_key(self, site: OpSite) -> tuple:
         """The key of the next tensor result of ``site``'s op at its line: (location, op, n)."""
@@ -122,12 +127,14 @@ class Recorder:
         self._seen.add(key)
         fed = id(ref.layer) in self._fed
         unchecked = unchecked or _UNCHECKED.get(func) or (FED if fed else None)
-        self._by_layer.setdefault(id(ref.layer), []).append(ParityRecord(
-            torch_op=site.op, module_path=site.module_path, layer="", ref=ref,
-            value=None if unchecked else plain(value).detach().clone(), location=site.location,
-            check=not unchecked, note="; ".join(filter(None, [unchecked or "", note])), key=op_key,
-            timings=self.progress.layer_seconds, fed=fed))
-        self.records.append(self._by_layer[id(ref.layer)][-1])
+        rec = ParityRecord(torch_op=site.op, module_path=site.module_path, layer="", ref=ref, value=None,
+                           location=site.location, check=not unchecked,
+                           note="; ".join(filter(None, [unchecked or "", note])), key=op_key,
+                           timings=self.progress.layer_seconds, fed=fed)
+        if not unchecked:
+            self.kept.keep(rec, value)
+        self._by_layer.setdefault(id(ref.layer), []).append(rec)
+        self.records.append(rec)
 
     def renamed(self, layer: Any) -> None:
         """``layer`` got a new name (a module's result): its records show it."""
@@ -273,65 +280,39 @@ class ParityReport:
                 f"max abs diff {first.max_abs_diff:.3g}\n{self}")
 
 
-def check(records: Sequence[ParityRecord], fetch: Callable[[Ref], Any], run: Callable[[list], list],
-          lengths_of: Callable[[Ref], dict] | None, atol: float, rtol: float, full: np.ndarray | None = None) -> None:
-    """Fetch every checked record's layer (in runs of at most ``FETCH_BYTES`` of values) and compare with the
-    torch value.
+def check(records: Sequence[ParityRecord], sinks: Any, run: Callable[[list], list], lengths: bool, atol: float,
+          rtol: float, full: np.ndarray | None = None) -> None:
+    """Compare every checked record's layer with the torch value, as TF computes it in one run (``sinks``: a
+    :class:`~.sinks.Sinks` over the checked records; ``run(ops)``: a session run with the capture's feed).
 
-    ``fetch(ref)``: the TF tensor of a ref in torch axis order; ``run(tensors)``: their values;
-    ``lengths_of(ref)``: {dim id: TF lengths} of dims whose padding is not compared (or None);
-    ``full``: which sequences have their full length (only those are compared where some do: torch
-    computed the others on padding, which a per-sequence network does not see).
-    When the joint run fails, each op is run alone to name the one that fails."""
+    ``lengths``: the padding of dims with given lengths is not compared; ``full``: which sequences have
+    their full length (only those are compared where some do: torch computed the others on padding, which
+    a per-sequence network does not see). When the run fails, each op is run alone to name the one that fails."""
     for rec in records:
         rec.layer = rec.ref.name
     checked = [r for r in records if r.check]
-    chunk, size = [], 0
-    for r in checked:  # runs of at most FETCH_BYTES of values (or one op): memory stays bounded
-        if chunk and size + _nbytes(r) > FETCH_BYTES:
-            _check_chunk(chunk, fetch, run, lengths_of, atol, rtol, full)
-            chunk, size = [], 0
-        chunk.append(r)
-        size += _nbytes(r)
-    if chunk:
-        _check_chunk(chunk, fetch, run, lengths_of, atol, rtol, full)
 
-
-#: bytes of network values fetched per run of the parity check
-FETCH_BYTES = 256 << 20
-
-
-def _nbytes(r: ParityRecord) -> int:
-    v = r.value
-    return int(v.numel() * v.element_size()) if isinstance(v, torch.Tensor) else int(np.asarray(v).nbytes)
-
-
-def _check_chunk(checked: list, fetch: Callable, run: Callable, lengths_of: Callable | None, atol: float, rtol: float,
-                 full: np.ndarray | None) -> None:
-    fetches = [fetch(r.ref) for r in checked]
-    lens: dict = {}
-    if lengths_of is not None:
-        for r in checked:
-            lens.update(lengths_of(r.ref))
-    try:
-        values = run(fetches + list(lens.values()))
-    except Exception as e:
-        raise _failing_op(checked, fetches, run, e) from e
-    length_values = dict(zip(lens, values[len(fetches):]))
-    for rec, val in zip(checked, values[:len(fetches)]):
-        mask = valid_mask(rec.ref, length_values, full) if lengths_of is not None else None
-        compare(rec, val, atol, rtol, mask=mask)
+    def visit(rec: ParityRecord, value: np.ndarray, lens: dict) -> None:
+        if stale(rec):
+            rec.ok, rec.check, rec.value = None, False, None
+            rec.note = "; ".join(filter(None, [rec.note, STALE]))
+            logger.warning("%s at %s: %s", rec.torch_op, rec.location, STALE)
+            return
+        compare(rec, value, atol, rtol, mask=valid_mask(rec.ref, lens, full) if lengths else None)
         if rec.ok is False and full is not None and not full.all():
             if not any(d.is_batch_dim() for d in rec.ref.dims):  # torch reduced over the padding of shorter sequences
                 why = "no batch axis, and torch saw the padding of the shorter sequences"
             elif any(d.is_batch_dim() and d is not batch_dim for d in rec.ref.dims):  # flatten_batch packs
                 why = "batch merged with a dynamic axis: packed frames of the shorter sequences, torch keeps padding"
             else:
-                continue
+                return
             rec.ok, rec.check = None, False
             rec.note = "; ".join(filter(None, [rec.note, f"unchecked: {why}"]))
         rec.value = None if rec.ok else rec.value  # keep memory low; failures keep the torch value
-    values.clear()
+
+    failed = sinks.run(run, checked, visit)
+    if failed is not None:
+        raise _failing_op(checked, [sinks.fetch(r.ref) for r in checked], run, failed) from failed
 
 
 def _failing_op(checked, fetches, run, error: Exception) -> CaptureError:

@@ -141,29 +141,34 @@ def _lengths(lens: Any, name: str, n_batch: int, size: int) -> np.ndarray:
 class Fetcher:
     """TF tensors of refs in torch axis order (cached per layer and order)."""
 
-    def __init__(self, network: TFNetwork, graph: Any):
+    def __init__(self, network: TFNetwork, graph: Any, refs: Sequence[Ref] = ()):
         self.network = network
         self.graph = graph
         self._cache: dict = {}
+        self.prepare(refs)
 
     def __call__(self, ref: Ref) -> Any:
-        out = self.network.get_layer(ref.name).output
-        perm = [find_axis(out.dims, d) for d in expand_dims(ref.dims)]
-        merged = any(isinstance(d, MergedDim) for d in ref.dims)
-        key = (ref.name, tuple(perm), tuple(len(expand_dims([d])) for d in ref.dims))
+        t, perm, groups = self.layout(ref)
+        key = (ref.name, tuple(perm), groups)
         if key not in self._cache:
             with self.graph.as_default():
-                t = tf.transpose(out.placeholder, perm) if perm != sorted(perm) else out.placeholder
-                if merged:  # the torch view merges some axes
+                t = tf.transpose(t, perm) if perm != sorted(perm) else t
+                if len(groups) != len(perm):  # the torch view merges some axes
                     shape, k = tf.shape(t), 0
                     new = []
-                    for d in ref.dims:
-                        n = len(expand_dims([d]))
+                    for n in groups:
                         new.append(tf.reduce_prod(shape[k:k + n]))
                         k += n
                     t = tf.reshape(t, tf.stack(new))
                 self._cache[key] = t
         return self._cache[key]
+
+    def layout(self, ref: Ref) -> tuple[Any, list, tuple]:
+        """The TF tensor of ``ref``'s layer as it is, the layer axis of each torch axis (merged axes expanded), and
+        how many of those each torch axis merges: :func:`torch_order` of its value is the value in torch's order."""
+        out = self.network.get_layer(ref.name).output
+        perm = [find_axis(out.dims, d) for d in expand_dims(ref.dims)]
+        return out.placeholder, perm, tuple(len(expand_dims([d])) for d in ref.dims)
 
     def prepare(self, refs: Sequence[Ref]) -> None:
         """Make the tensors of ``refs`` now, before the first run: each run after the graph has grown
@@ -186,6 +191,19 @@ class Fetcher:
         """{id(dim): TF lengths} of the dynamic dims of ``ref``."""
         return {id(d): d.dyn_size_ext.placeholder for d in ref.dims
                 if d.is_dynamic() and not d.is_batch_dim() and d.dyn_size_ext is not None}
+
+
+def torch_order(value: np.ndarray, perm: list, groups: tuple) -> np.ndarray:
+    """A layer's value in torch's axis order (see :meth:`Fetcher.layout`): a transposed view, reshaped where torch's
+    view merges axes."""
+    value = np.transpose(value, perm) if perm != sorted(perm) else value
+    if len(groups) == len(perm):
+        return value
+    shape, k = [], 0
+    for n in groups:
+        shape.append(int(np.prod(value.shape[k:k + n], dtype=np.int64)))
+        k += n
+    return value.reshape(shape)
 
 
 class ReusedRuns:

@@ -23,7 +23,8 @@ from .gradcheck import PaddedBatch, flat_tensors
 from .handlers.registry import lookup, target_name
 from .inputs import Inputs
 from .numeric import close, to_numpy
-from .runtime import Feeder, Fetcher, layer_feed
+from .runtime import Feeder, layer_feed
+from .sinks import Sinks
 
 
 class _Replay(TorchFunctionMode):
@@ -95,7 +96,7 @@ class SelfCheck:
     compared: int = 0
 
 
-def self_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, feeder: Feeder, session: Any,
+def self_check(inputs: Inputs, kwargs: dict, records: list, sinks: Sinks, feeder: Feeder, session: Any,
                dims: DimRegistry, sizes: bool | dict, atol: float, rtol: float, feeds=()) -> list[SelfCheck]:
     """Run torch and the network at another length along every dynamic dim (the inputs cut to it), and on
     a padded batch with NaN in the padding (each sequence against torch run on it alone), comparing
@@ -126,9 +127,9 @@ def self_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, feed
             out.append(SelfCheck(f"sizes {new}", None, detail=f"skipped: torch ran {len(fed)} of the {len(feeds)} "
                                  "random ops of the capture here (their values cannot be fed)"))
             break
-        feed.update((fetch.network.get_layer(name).output.placeholder, v) for name, v in fed.items())
+        feed.update((sinks.fetch.network.get_layer(name).output.placeholder, v) for name, v in fed.items())
         flipped = dims.guards.flipped(lambda lin, at=new: dims.size_at(lin, at))
-        out.append(_compare_all(f"sizes {new}", records, values, fetch, session, feed, flipped, atol, rtol))
+        out.append(_compare_all(f"sizes {new}", records, values, sinks, session, feed, flipped, atol, rtol))
         break
     return out
 
@@ -158,7 +159,7 @@ def _cut(inputs: Inputs, args: tuple, positions: list, dims: DimRegistry, new: d
     return tuple(xs)
 
 
-def _compare_all(what: str, records: list, values: dict, fetch: Fetcher, session: Any, feed: dict,
+def _compare_all(what: str, records: list, values: dict, sinks: Sinks, session: Any, feed: dict,
                  flipped: list | None, atol: float, rtol: float) -> SelfCheck:
     """Every op of the capture that torch ran again, network against torch. Ops that torch does not
     run at these sizes fail the check where a decision of the user's code on sizes comes out otherwise
@@ -170,31 +171,51 @@ def _compare_all(what: str, records: list, values: dict, fetch: Fetcher, session
         at = f" (decided otherwise at {', '.join(flipped)})" if flipped else ""
         return SelfCheck(what, False, missing[0], f"torch takes another path at these sizes{at}: {len(missing)} "
                          "op(s) of the capture do not run, the first is this one", len(todo))
-    fetches = [fetch(r.ref) for r in todo]
-    try:
-        got = session.run(fetches, feed_dict=feed)
-    except Exception as e:  # the network cannot run at this length: the first op that fails
-        for rec, t in zip(todo, fetches):
-            try:
-                session.run(t, feed_dict=feed)
-            except Exception as e1:
-                return SelfCheck(what, False, rec, f"fails in TensorFlow: {error_summary(e1)}", len(todo))
-        return SelfCheck(what, False, todo[-1], f"fails in TensorFlow: {error_summary(e)}", len(todo))
-    for rec, val in zip(todo, got):
+
+    def differs(rec: Any, val: np.ndarray) -> str:
         want = to_numpy(values[rec.key])
-        val = np.asarray(val)
         if val.shape != want.shape:
-            return SelfCheck(what, False, rec, f"shape {val.shape}, torch {want.shape}", len(todo))
+            return f"shape {val.shape}, torch {want.shape}"
         if not close(val, want, atol, rtol):
             diff = np.nanmax(np.abs(val.astype(np.float64) - want.astype(np.float64))) if want.size else 0.0
-            return SelfCheck(what, False, rec, f"max abs diff {diff:.3g}", len(todo))
+            return f"max abs diff {diff:.3g}"
+        return ""
+
+    failed = _first_failure(what, todo, sinks, session, feed, lambda rec, val, _: differs(rec, np.asarray(val)))
+    if failed is not None:
+        return failed
     return SelfCheck(what, True, compared=len(todo),
                      detail=f"{len(missing)} op(s) of the capture not run by torch here (a branch on values)"
                      if missing else "")
 
 
+def _first_failure(what: str, todo: list, sinks: Sinks, session: Any, feed: dict, differs) -> SelfCheck | None:
+    """The failed check of the first record of ``todo`` (in capture order) whose network value ``differs(record,
+    value, lengths)`` from torch's (a non-empty reason), or that TF fails to compute; None if none does."""
+    found: dict = {}
+    order = {id(r): i for i, r in enumerate(todo)}
+
+    def visit(rec: Any, val: np.ndarray, lens: dict) -> None:
+        why = differs(rec, val, lens)
+        if why:
+            found[order[id(rec)]] = (rec, why)
+
+    failed = sinks.run(lambda ops: session.run(ops, feed_dict=feed), todo, visit)
+    if failed is not None:  # the network cannot run here: the first op that fails
+        for rec in todo:
+            try:
+                session.run(sinks.fetch(rec.ref), feed_dict=feed)
+            except Exception as e:
+                return SelfCheck(what, False, rec, f"fails in TensorFlow: {error_summary(e)}", len(todo))
+        return SelfCheck(what, False, todo[-1], f"fails in TensorFlow: {error_summary(failed)}", len(todo))
+    if not found:
+        return None
+    rec, why = found[min(found)]
+    return SelfCheck(what, False, rec, why, len(todo))
+
+
 # -- the padded batch ------------------------------------------------------------------------------------
-def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, feeder: Feeder, session: Any,
+def padded_check(inputs: Inputs, kwargs: dict, records: list, sinks: Sinks, feeder: Feeder, session: Any,
                  dims: DimRegistry, outputs: list, atol: float, rtol: float) -> list[SelfCheck]:
     """The network on a padded batch with NaN in the padding against torch on each sequence alone."""
     module, args, positions = inputs.call
@@ -213,7 +234,7 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
     seq_lens = {n: np.asarray(v) for n, v in batch.lens.items()
                 if not any(kind != "input" and key == n for kind, key in inputs.forward_args)}
     feed = feeder.feed(batch.forward_args(), seq_lens=seq_lens)
-    got = session.run([fetch(r) for r in outputs], feed_dict=feed)
+    got = session.run([sinks.fetch(r) for r in outputs], feed_dict=feed)
     bad = next((b for b in range(batch.n) for v, (t, ax) in zip(got, zip(runs[b], axes))
                 if not close(_row(np.asarray(v), ax, b, t.shape), to_numpy(t), atol, rtol)), None)
     if bad is None:
@@ -238,25 +259,29 @@ def padded_check(inputs: Inputs, kwargs: dict, records: list, fetch: Fetcher, fe
         return [SelfCheck(what, None, detail="skipped: torch's own outputs on a padded batch depend on the padding "
                           "(they differ from torch on each sequence alone)")]
     values = replay(module, tuple(batch.call(bad, [])[0]), kwargs, inputs.call_site)[1]  # every op's, this time
-    return [_first_padded_diff(what, records, values, bad, fetch, session, feed, atol, rtol)]
+    return [_first_padded_diff(what, records, values, bad, sinks, session, feed, atol, rtol)]
 
 
 def _torch_fails(what: str, e: Exception) -> SelfCheck:
     return SelfCheck(what, None, detail=f"skipped: torch fails ({type(e).__name__}: {e})")
 
 
-def _first_padded_diff(what: str, records: list, values: dict, b: int, fetch: Fetcher, session: Any, feed: dict,
+def _first_padded_diff(what: str, records: list, values: dict, b: int, sinks: Sinks, session: Any, feed: dict,
                        atol: float, rtol: float) -> SelfCheck:
     """The first op whose valid frames of sequence ``b`` differ from torch on that sequence alone."""
     todo = [r for r in records if r.check and r.key in values and _batch_axis_of(r.ref) is not None]
-    got = session.run([fetch(r.ref) for r in todo], feed_dict=feed)
-    for rec, v in zip(todo, got):
+
+    def differs(rec: Any, val: np.ndarray, _) -> str:
         want = to_numpy(values[rec.key])
-        mine = _row(np.asarray(v), _batch_axis_of(rec.ref), b, want.shape)
-        if mine.shape != want.shape or not close(mine, want, atol, rtol):
-            return SelfCheck(what, False, rec, f"sequence {b} differs from torch run on it alone"
-                             f"{'' if mine.shape == want.shape else f' (shape {mine.shape}, torch {want.shape})'}",
-                             len(todo))
+        mine = _row(np.asarray(val), _batch_axis_of(rec.ref), b, want.shape)
+        if mine.shape == want.shape and close(mine, want, atol, rtol):
+            return ""
+        return (f"sequence {b} differs from torch run on it alone"
+                f"{'' if mine.shape == want.shape else f' (shape {mine.shape}, torch {want.shape})'}")
+
+    failed = _first_failure(what, todo, sinks, session, feed, differs)
+    if failed is not None:
+        return failed
     missing = [r for r in records if r.check and r.key not in values]
     if missing:  # (the record, not the last op: torch took another branch for this sequence)
         return SelfCheck(what, False, missing[0], f"torch takes another path for sequence {b} alone: "

@@ -1,7 +1,7 @@
 """The checks run when a capture ends: every op's value against torch at the capture inputs, then
 the self-checks (:mod:`.selfcheck`) and gradient parity (:mod:`.gradcheck`).
 
-The capture calls these with explicit objects (session, fetcher, feeder, records, dims); they only
+The capture calls these with explicit objects (session, sinks, feeder, records, dims); they only
 read them.
 """
 
@@ -16,8 +16,9 @@ from .dims import DimRegistry
 from .gradcheck import gradient_check
 from .inputs import Inputs
 from .parity import ParityReport, Recorder, check
-from .runtime import ConfigNetwork, Feeder, Fetcher
+from .runtime import ConfigNetwork, Feeder
 from .selfcheck import SelfCheck, padded_check, self_check
+from .sinks import Sinks
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Options:
     check_grads: bool = False
 
 
-def parity_run(recorder: Recorder, session: Any, fetch: Fetcher, feeder: Feeder, inputs: Inputs, dims: DimRegistry,
+def parity_run(recorder: Recorder, session: Any, sinks: Sinks, feeder: Feeder, inputs: Inputs, dims: DimRegistry,
                options: Options) -> ParityReport:
     """Run the network on the capture's inputs and compare every recorded op with torch's value
     (only valid frames where lengths were given, of the full-length sequences where there are some).
@@ -47,13 +48,13 @@ def parity_run(recorder: Recorder, session: Any, fetch: Fetcher, feeder: Feeder,
     report = ParityReport(records=recorder.records, atol=atol, rtol=rtol, feeds=recorder.feeds)
     given = dims.given_lengths()
     feed = feeder.feed([inputs.values[k] for k in inputs.order], known_lengths=given)
-    feed.update(fetch.feed(f) for f in recorder.feeds)
-    check(recorder.records, fetch, lambda fetches: session.run(fetches, feed_dict=feed),
-          fetch.lengths if given else None, atol, rtol, dims.full_sequences())
+    feed.update(sinks.fetch.feed(f) for f in recorder.feeds)
+    check(recorder.records, sinks, lambda fetches: session.run(fetches, feed_dict=feed), bool(given), atol, rtol,
+          dims.full_sequences())
     return report
 
 
-def more_checks(report: ParityReport, options: Options, inputs: Inputs, kwargs: dict, fetch: Fetcher, feeder: Feeder,
+def more_checks(report: ParityReport, options: Options, inputs: Inputs, kwargs: dict, sinks: Sinks, feeder: Feeder,
                 session: Any, dims: DimRegistry, config_code, save_checkpoint, param_map: dict, outputs: list) -> None:
     """The self-checks (another length; a padded batch with NaN padding) and gradient parity
     (``options.check_grads``) into ``report``; ``outputs``: the Refs of the network's outputs.
@@ -63,7 +64,7 @@ def more_checks(report: ParityReport, options: Options, inputs: Inputs, kwargs: 
         report.self_checks = [SelfCheck(w, None, detail="skipped: training-mode capture (train=True)")
                               for w in ("other sizes", "padded batch")]
     elif options.self_check is not False:
-        report.self_checks = self_check(inputs, kwargs, report.records, fetch, feeder, session, dims,
+        report.self_checks = self_check(inputs, kwargs, report.records, sinks, feeder, session, dims,
                                         options.self_check, options.atol, options.rtol, report.feeds)
         if report.ok and report.feeds and report.self_checks:  # (no dynamic dims: no self-checks at all)
             report.self_checks.append(SelfCheck("padded batch", None, detail="skipped: random ops (torch samples each "
@@ -73,7 +74,7 @@ def more_checks(report: ParityReport, options: Options, inputs: Inputs, kwargs: 
                                                 "capture's batch size by plain tensors along the batch axis at "
                                                 + "; ".join(dims.batch_fixed)))
         elif report.ok:
-            report.self_checks += padded_check(inputs, kwargs, report.records, fetch, feeder, session, dims, outputs,
+            report.self_checks += padded_check(inputs, kwargs, report.records, sinks, feeder, session, dims, outputs,
                                                options.atol, options.rtol)
     if options.check_grads and report.ok:
         with tempfile.TemporaryDirectory(prefix="tdr_grads_") as tmp:

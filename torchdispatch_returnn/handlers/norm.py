@@ -179,4 +179,5 @@ def weight_norm(ctx, v, g, dim=0):
             rg = ctx.squeeze(rg, k)
     if ax is not None and rg.ndim == 1:
         rg = ctx.rename(rg, {rg.dims[0]: rv.dims[ax]})
-    return ctx.eval("source(0) * source(1) * tf.math.rsqrt(source(2))", [rv, rg, norm], rv.dims)
+    # (g / ||v|| first, as torch: one product of v's size, not two)
+    return ctx.eval("source(0) * (source(1) * tf.math.rsqrt(source(2)))", [rv, rg, norm], rv.dims)
