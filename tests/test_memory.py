@@ -45,6 +45,7 @@ def test_views_are_kept_without_a_copy_and_copied_before_a_write():
     (F.relu, (True,), {}),  # inplace given by position
     (F.dropout, (0.5, False, True), {}),
     (F.relu, (), {"inplace": True}),
+    (torch.ops.aten.add_.Tensor, (torch.ones(1),), {}),
 ])
 def test_writes_are_seen_by_name_position_or_keyword(func, args, kwargs):
     kept, rec = Kept(), _Rec()
@@ -62,6 +63,7 @@ def test_out_argument_is_a_write_and_reads_are_not():
     kept.before(torch.add, (y, 1.0), {"out": x})
     assert rec.version is None and other.version is not None  # (y is only read)
     kept.before(torch.Tensor.__index__, (y,), {})
+    kept.before(torch.ops.aten.add.Tensor, (y, y), {})  # (an aten overload that does not write)
     assert other.version is not None
 
 

@@ -55,14 +55,17 @@ class Kept:
                         rec.value, rec.version = rec.value.clone(), None
 
     def _in_place(self, func: Any, args: tuple, kwargs: dict) -> bool:
-        """Whether ``func`` writes to its first argument: a name ending in ``_``, ``__setitem__``, ``x += y``, or
-        ``inplace=True`` (by keyword or position)."""
+        """Whether ``func`` writes to its first argument: a name ending in ``_``, ``__setitem__``, ``x += y``,
+        ``inplace=True`` (by keyword or position), or an aten overload whose schema is mutable."""
         name = getattr(func, "__name__", "")
         if (name.endswith("_") and not name.endswith("__") or name == "__setitem__"
                 or name.startswith("__i") and name not in _NOT_WRITES):
             return True
         if kwargs.get("inplace"):
             return True
+        schema = getattr(func, "_schema", None)  # (torch.ops.aten overloads: add_.Tensor)
+        if schema is not None:
+            return bool(schema.is_mutable)
         if func not in self._inplace_arg:
             try:
                 params = list(inspect.signature(func).parameters)
