@@ -100,7 +100,9 @@ def _loop(kind, act, names, p, h0, c0) -> str:
     The recurrent weights are transposed once before the loop (a matmul with ``transpose_b`` in each step
     makes oneDNN reorder the weight every step: a fifth of a bidirectional LSTM layer's time)."""
     biases = [names[k] for k in (("b_ih",) if kind == "GRU" else ("b_ih", "b_hh")) if k in names]
-    xp = " + ".join([f"tf.tensordot(x, {names['w_ih']}, [[2], [1]])"] + biases)
+    xp = f"tf.tensordot(x, {names['w_ih']}, [[2], [1]])"
+    if biases:  # (the biases summed first: one pass over all frames' projections)
+        xp += f" + ({' + '.join(biases)})"
     hp = "tf.matmul(h, w_hh_t)"
     if kind == "RNN":
         step = f"tf.nn.{act}(xp[t] + {hp})"
