@@ -163,8 +163,11 @@ def test_a_disagreeing_op_is_reported_from_its_sink():
 def test_weights_are_fed_from_aligned_arrays():
     w = np.random.randn(6, 4).astype(np.float32)
     b = np.arange(5, dtype=np.float32)
-    out = params._aligned([w.T, b, w[:, 1:]])
-    for got, want in zip(out, [w.T, b, w[:, 1:]]):
+    frozen = np.random.randn(3, 5)
+    frozen.flags.writeable = False
+    values = [w.T, b, w[:, 1:], w[::-1], frozen.T]  # (torch's copy; numpy's for negative strides, read-only arrays)
+    out = params._aligned(values)
+    for got, want in zip(out, values):
         assert got.flags.c_contiguous and got.ctypes.data % params.ALIGN == 0
         np.testing.assert_array_equal(got, want)
 
