@@ -176,3 +176,28 @@ def test_parity_record_has_no_version_for_copies():
     rec = ParityRecord(torch_op="t", module_path="", layer="", ref=None, value=None, location="")
     Kept().keep(rec, torch.zeros(10)[:1])
     assert rec.version is None and not stale(rec)
+
+
+def test_an_op_tf_fails_at_another_length_is_named_by_the_self_check():
+    """The sinks' run at another length fails in TF: the self-check names the op whose layer fails alone."""
+    from torchdispatch_returnn import register, unregister
+    from torchdispatch_returnn.errors import ParityError
+
+    def fixed(ctx, x):  # runs at the capture's length (5) only
+        r = ctx.ref(x)
+        return ctx.eval("tf.reshape(-source(0) * tf.math.log(source(0)), [2, 5, 3])", [r], r.dims)
+
+    class M(nn.Module):
+        def forward(self, x):
+            return torch.special.entr(x.abs() + 0.1) * 2
+
+    register(torch.special.entr, fixed, override=True)
+    try:
+        with pytest.raises(ParityError) as ei:
+            with returnn_capture(dynamic_shapes=DYN):
+                M()(torch.randn(2, 5, 3))
+        failed = [c for c in ei.value.report.self_checks if c.ok is False]
+        assert failed and failed[0].first.torch_op == "torch.special.entr"
+        assert "fails in TensorFlow" in failed[0].detail and "reshape" in failed[0].detail
+    finally:
+        unregister(torch.special.entr)

@@ -121,8 +121,8 @@ def load_values(network: Any, session: Any, values: list[tuple]) -> None:
     runs[0] += [(v, None) for v in rest]  # (their initializers, in the first run)
     for run in runs:
         if run:
-            fed = [(var, v) for var, v in run if v is not None]
-            feed = dict(zip([var.initializer.inputs[1] for var, _ in fed], _aligned([v for _, v in fed])))
+            given = [(var, v) for var, v in run if v is not None]
+            feed = dict(zip([var.initializer.inputs[1] for var, _ in given], _aligned([v for _, v in given])))
             session.run([var.initializer for var, _ in run], feed_dict=feed)
     for var in rest:
         if getattr(var, "custom_post_init", None):

@@ -312,17 +312,12 @@ def check(records: Sequence[ParityRecord], sinks: Any, run: Callable[[list], lis
 
     failed = sinks.run(run, checked, visit)
     if failed is not None:
-        raise _failing_op(checked, [sinks.fetch(r.ref) for r in checked], run, failed) from failed
-
-
-def _failing_op(checked, fetches, run, error: Exception) -> CaptureError:
-    for rec, t in zip(checked, fetches):
-        try:
-            run([t])
-        except Exception as e:  # the first op whose layer fails at run time
-            return CaptureError(f"running RETURNN layer {rec.layer!r} failed in TensorFlow: {error_summary(e)}"
-                                ).at(rec.site)
-    return CaptureError(f"running the network for the parity check failed: {error_summary(error)}")
+        first = sinks.first_failing(run, checked)
+        if first is None:
+            raise CaptureError(f"running the network for the parity check failed: {error_summary(failed)}") from failed
+        rec, e = first
+        raise CaptureError(f"running RETURNN layer {rec.layer!r} failed in TensorFlow: {error_summary(e)}"
+                           ).at(rec.site) from failed
 
 
 def valid_mask(ref: Ref, lens: dict, full: np.ndarray | None = None) -> np.ndarray | None:

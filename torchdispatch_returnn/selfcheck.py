@@ -172,8 +172,9 @@ def _compare_all(what: str, records: list, values: dict, sinks: Sinks, session: 
         return SelfCheck(what, False, missing[0], f"torch takes another path at these sizes{at}: {len(missing)} "
                          "op(s) of the capture do not run, the first is this one", len(todo))
 
-    def differs(rec: Any, val: np.ndarray) -> str:
+    def differs(rec: Any, val: np.ndarray, _) -> str:
         want = to_numpy(values[rec.key])
+        val = np.asarray(val)
         if val.shape != want.shape:
             return f"shape {val.shape}, torch {want.shape}"
         if not close(val, want, atol, rtol):
@@ -181,7 +182,7 @@ def _compare_all(what: str, records: list, values: dict, sinks: Sinks, session: 
             return f"max abs diff {diff:.3g}"
         return ""
 
-    failed = _first_failure(what, todo, sinks, session, feed, lambda rec, val, _: differs(rec, np.asarray(val)))
+    failed = _first_failure(what, todo, sinks, session, feed, differs)
     if failed is not None:
         return failed
     return SelfCheck(what, True, compared=len(todo),
@@ -200,14 +201,11 @@ def _first_failure(what: str, todo: list, sinks: Sinks, session: Any, feed: dict
         if why:
             found[order[id(rec)]] = (rec, why)
 
-    failed = sinks.run(lambda ops: session.run(ops, feed_dict=feed), todo, visit)
+    run = lambda fetches: session.run(fetches, feed_dict=feed)
+    failed = sinks.run(run, todo, visit)
     if failed is not None:  # the network cannot run here: the first op that fails
-        for rec in todo:
-            try:
-                session.run(sinks.fetch(rec.ref), feed_dict=feed)
-            except Exception as e:
-                return SelfCheck(what, False, rec, f"fails in TensorFlow: {error_summary(e)}", len(todo))
-        return SelfCheck(what, False, todo[-1], f"fails in TensorFlow: {error_summary(failed)}", len(todo))
+        rec, e = sinks.first_failing(run, todo) or (todo[-1], failed)
+        return SelfCheck(what, False, rec, f"fails in TensorFlow: {error_summary(e)}", len(todo))
     if not found:
         return None
     rec, why = found[min(found)]

@@ -97,3 +97,13 @@ class Sinks:
         if self._error is not None:
             raise self._error
         return failed
+
+    def first_failing(self, run: Callable[[list], Any], records: Sequence[Any]) -> tuple[Any, Exception] | None:
+        """The first of ``records`` whose layer TF fails to compute alone in ``run([tensor])``, and the error
+        (after a run that failed: which op it was); None if each computes."""
+        for rec in records:
+            try:
+                run([self.fetch.layout(rec.ref)[0]])  # (the layer's own output: no new ops in the graph)
+            except Exception as e:
+                return rec, e
+        return None
